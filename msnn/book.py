@@ -1,0 +1,295 @@
+"""The book's command line: execute chapters, build the HTML, fetch wheels for offline GPU nodes.
+
+Usage (from the repository root)::
+
+    python -m msnn.book run [--profile quick|full|paper] [--device auto|cpu|cuda] [CHAPTER ...]
+    python -m msnn.book build
+    python -m msnn.book wheels DIR [--python-version 3.12]
+    python -m msnn.book list
+
+``run`` converts each chapter source ``book/NN-slug.md`` (a MyST markdown notebook)
+to a notebook with jupytext, executes it with papermill (the ``parameters`` cell
+receives ``profile``, ``device`` and ``seed``) and writes the executed notebook
+``book/NN-slug.ipynb`` (the page the book renders) with its claims
+``book/NN-slug.claims.json``. With ``--reference`` a ``quick`` run also becomes the
+nbval reference ``tests/notebooks/NN-slug.ipynb``. A failing chapter keeps its
+partial notebook in ``book/_failed/`` and never replaces the last good page.
+
+The helpers :func:`chapter_context` and :func:`checkpoint_path` are what the
+chapters themselves call.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+__all__ = ["PROFILES", "chapter_context", "checkpoint_path", "main", "ChapterContext"]
+
+PROFILES = ("quick", "full", "paper")
+CHECKPOINT_ENV = "MSNN_CHECKPOINT_DIR"
+EXEC_STACK = ("papermill", "nbclient", "ipykernel", "jupytext", "nbformat")
+
+
+# --------------------------------------------------------------------- in chapters
+@dataclass
+class ChapterContext:
+    """What a chapter knows about its run: profile, torch device, seed, claims table."""
+
+    chapter: str
+    profile: str
+    device: "object"
+    seed: int
+    claims: "object"
+
+    def pick(self, settings: dict) -> dict:
+        """The settings of this run's profile from ``{"quick": {...}, "full": {...}}``.
+
+        A ``paper`` run falls back to ``full`` where a chapter has no separate paper level.
+        """
+        if self.profile in settings:
+            return settings[self.profile]
+        if self.profile == "paper" and "full" in settings:
+            return settings["full"]
+        raise ValueError(f"chapter {self.chapter} has no settings for profile {self.profile!r}")
+
+
+def chapter_context(chapter: str, profile: str, device: str = "auto", seed: int = 0) -> ChapterContext:
+    """Validate a chapter's parameters and return its :class:`ChapterContext`.
+
+    ``device="auto"`` picks CUDA when a GPU is visible, else the CPU.
+    """
+    import torch
+
+    from .claims import ClaimTable
+    from .regression import _resolve_device
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    dev = _resolve_device(device)
+    torch.manual_seed(seed)
+    return ChapterContext(chapter, profile, dev, int(seed), ClaimTable(chapter, profile, dev.type))
+
+
+def checkpoint_path(name: str) -> str | None:
+    """Where a long stage saves its checkpoint: a file under $MSNN_CHECKPOINT_DIR, which the
+    ``run`` command sets for ``full`` and ``paper`` runs; None (no checkpoint) otherwise."""
+    d = os.environ.get(CHECKPOINT_ENV)
+    if not d:
+        return None
+    os.makedirs(d, exist_ok=True)
+    return os.path.join(d, f"{name}.pt")
+
+
+# ------------------------------------------------------------------------ the CLI
+class BookError(Exception):
+    """A one-line reason for a non-zero exit."""
+
+
+def _root() -> str:
+    d = os.path.abspath(os.environ.get("MSNN_BOOK_ROOT", os.getcwd()))
+    while True:
+        if os.path.exists(os.path.join(d, "_config.yml")) and os.path.isdir(os.path.join(d, "book")):
+            return d
+        parent = os.path.dirname(d)
+        if parent == d:
+            raise BookError("no _config.yml with a book/ folder here or above: run from the repository root")
+        d = parent
+
+
+def chapters(root: str) -> dict[str, str]:
+    """Chapter slug -> source path, for every ``book/NN-slug.md``."""
+    out = {}
+    for p in sorted(glob.glob(os.path.join(root, "book", "[0-9][0-9]-*.md"))):
+        out[os.path.basename(p)[:-3]] = p
+    return out
+
+
+def _select(root: str, names: list[str]) -> list[str]:
+    avail = chapters(root)
+    if not names:
+        return list(avail)
+    picked = []
+    for n in names:
+        hits = [s for s in avail if s == n or s.startswith(n + "-") or s.split("-", 1)[0] == n.zfill(2)]
+        if len(hits) != 1:
+            raise BookError(f"unknown chapter {n!r}; valid: {', '.join(avail) or '(none)'}")
+        picked.append(hits[0])
+    return picked
+
+
+def _read_source(path: str):
+    import jupytext
+
+    nb = jupytext.read(path)
+    tagged = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise BookError(f"{os.path.relpath(path)} needs exactly one code cell tagged 'parameters', found {len(tagged)}")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def _run_one(root: str, slug: str, profile: str, device: str, seed: int, reference: bool) -> dict:
+    import nbformat
+    import papermill as pm
+
+    src = chapters(root)[slug]
+    nb = _read_source(src)
+    work = os.path.join(root, "book", "_runs")
+    os.makedirs(work, exist_ok=True)
+    inp = os.path.join(work, f"{slug}.input.ipynb")
+    partial = os.path.join(work, f"{slug}.{profile}.ipynb")
+    claims_tmp = os.path.join(work, f"{slug}.{profile}.claims.json")
+    nbformat.write(nb, inp)
+    env_before = {k: os.environ.get(k) for k in ("MSNN_CLAIMS_FILE", CHECKPOINT_ENV, "MSNN_PROGRESS")}
+    os.environ["MSNN_CLAIMS_FILE"] = claims_tmp
+    os.environ["MSNN_PROGRESS"] = "0"
+    if profile in ("full", "paper"):
+        os.environ[CHECKPOINT_ENV] = os.path.join(work, "checkpoints", f"{slug}.{profile}")
+    if os.path.exists(claims_tmp):
+        os.remove(claims_tmp)
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            inp, partial, parameters={"profile": profile, "device": device, "seed": seed},
+            kernel_name="python3", cwd=os.path.join(root, "book"), progress_bar=True, log_output=False)
+    except pm.PapermillExecutionError as exc:
+        failed = os.path.join(root, "book", "_failed")
+        os.makedirs(failed, exist_ok=True)
+        keep = os.path.join(failed, f"{slug}.{profile}.ipynb")
+        shutil.copy(partial, keep)
+        raise BookError(
+            f"chapter {slug}: cell {exc.cell_index} failed with {exc.ename}: {exc.evalue}"
+            f" (partial notebook kept in {os.path.relpath(keep, root)}; the rendered page is unchanged)") from None
+    finally:
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    wall = time.perf_counter() - t0
+    claims = {}
+    if os.path.exists(claims_tmp):
+        with open(claims_tmp) as fh:
+            claims = json.load(fh)
+    claims.setdefault("chapter", slug)
+    claims["run"] = {"profile": profile, "wall_seconds": round(wall, 1), "seed": seed,
+                     "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime()) + " UTC"}
+    out_nb = os.path.join(root, "book", f"{slug}.ipynb")
+    shutil.copy(partial, out_nb)
+    with open(os.path.join(root, "book", f"{slug}.claims.json"), "w") as fh:
+        json.dump(claims, fh, indent=1)
+    if reference:
+        if profile != "quick":
+            raise BookError("--reference needs --profile quick (nbval re-executes the reference on a CPU)")
+        os.makedirs(os.path.join(root, "tests", "notebooks"), exist_ok=True)
+        shutil.copy(partial, os.path.join(root, "tests", "notebooks", f"{slug}.ipynb"))
+    return {"chapter": slug, "profile": profile, "seconds": wall, "counts": claims.get("counts", {}),
+            "device": claims.get("device", "?")}
+
+
+def cmd_run(args) -> int:
+    root = _root()
+    if args.profile not in PROFILES:
+        raise BookError(f"unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}")
+    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
+        raise BookError(f"unknown device {args.device!r}; valid: auto, cpu, cuda, cuda:N")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BookError(f"--device {args.device} asked for, but no GPU is visible to torch")
+    picked = _select(root, args.chapters)
+    for slug in picked:  # fail early on a malformed source, before hours of running
+        _read_source(chapters(root)[slug])
+    rows = []
+    for i, slug in enumerate(picked, 1):
+        print(f"[{i}/{len(picked)}] {slug} ({args.profile}, device {args.device})", flush=True)
+        rows.append(_run_one(root, slug, args.profile, args.device, args.seed, args.reference))
+    print("\nchapter                         profile  device      wall    pass fail report")
+    for r in rows:
+        c = r["counts"]
+        print(f"{r['chapter']:<31} {r['profile']:<8} {str(r['device'])[:10]:<10} {r['seconds']:6.0f}s "
+              f"{c.get('PASS', 0):5d} {c.get('FAIL', 0):4d} {c.get('REPORT', 0):6d}")
+    return 0
+
+
+def cmd_build(args) -> int:
+    root = _root()
+    exe = shutil.which("jupyter-book") or shutil.which("jb")
+    cmd = ([exe] if exe else [sys.executable, "-m", "jupyter_book"]) + ["build", root, "-W", "-n", "--keep-going"]
+    if args.all:
+        cmd.append("--all")
+    print(" ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=root)
+
+
+def cmd_wheels(args) -> int:
+    os.makedirs(args.dir, exist_ok=True)
+    plats = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any"]
+    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", args.python_version,
+           "--implementation", "cp", "-d", args.dir]
+    for p in plats:
+        cmd += ["--platform", p]
+    cmd += list(EXEC_STACK) + ["matplotlib", "scipy", "tqdm"]
+    print(" ".join(cmd), flush=True)
+    rc = subprocess.call(cmd)
+    if rc == 0:
+        n = len(glob.glob(os.path.join(args.dir, "*.whl")))
+        print(f"{n} wheels in {args.dir}. On the GPU node (which has torch):\n"
+              f"  python3 -m pip install --no-index --find-links {args.dir} papermill ipykernel jupytext\n"
+              f"  python3 -m pip install --no-index --no-deps -e .\n"
+              f"  python3 -m msnn.book run --profile full --device cuda")
+    return rc
+
+
+def cmd_list(args) -> int:
+    root = _root()
+    for slug, path in chapters(root).items():
+        cj = os.path.join(root, "book", f"{slug}.claims.json")
+        status = "not executed"
+        if os.path.exists(cj):
+            with open(cj) as fh:
+                c = json.load(fh)
+            n = c.get("counts", {})
+            status = (f"{c.get('run', {}).get('profile', '?')} on {c.get('device', '?')}: "
+                      f"{n.get('PASS', 0)} pass, {n.get('FAIL', 0)} fail")
+        print(f"{slug:<32} {status}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="msnn-book", description="Execute and build the msnn book.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute chapters with papermill")
+    r.add_argument("chapters", nargs="*", help="chapter slugs or numbers (default: all)")
+    r.add_argument("--profile", default="quick", help="quick (CPU, minutes), full (GPU, paper settings), paper")
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--reference", action="store_true", help="also write the nbval reference (quick only)")
+    r.set_defaults(fn=cmd_run)
+    b = sub.add_parser("build", help="build the HTML book (execution off)")
+    b.add_argument("--all", action="store_true", help="rebuild every page")
+    b.set_defaults(fn=cmd_build)
+    w = sub.add_parser("wheels", help="download the execution stack as wheels for GPU nodes without a package index")
+    w.add_argument("dir")
+    w.add_argument("--python-version", default="3.12")
+    w.set_defaults(fn=cmd_wheels)
+    ls = sub.add_parser("list", help="list chapters and their last execution")
+    ls.set_defaults(fn=cmd_list)
+    args = ap.parse_args(argv)
+    try:
+        return args.fn(args)
+    except BookError as exc:
+        print(f"msnn-book: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

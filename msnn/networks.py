@@ -1,0 +1,198 @@
+"""Stage networks: an MLP whose first layer carries the scale factor kappa.
+
+The network of one stage is
+
+    u(x) = W_L tanh( ... tanh( W_1 act(kappa * (x W_0) + b_0) + b_1) ... ) + b_L,
+
+with ``act`` either ``tanh`` (the first stage) or ``sin`` (higher stages), see
+Sections 2.2.2-2.2.3 of Wang & Lai (2024). ``kappa`` multiplies only the
+first-layer weights ``W_0``, never the bias. It is given through the *modified*
+scale factor ``kappa_hat`` of eq. (2.8), ``kappa = kappa_hat / sqrt(Var)``, where
+``Var = 2 / (fan_in + fan_out)`` is the nominal Xavier variance of ``W_0``.
+
+Every network here can hold an *ensemble* of ``n_models`` independent members of
+one shape: the weights carry a leading member axis and the forward pass is a
+batched matrix product, so eight seeds train at about the cost of one. A member
+initialised from seed ``s`` is identical to a single network initialised from
+``s``.
+
+The library never changes global torch defaults: dtype and device are set on the
+network's own tensors (float64 unless asked otherwise).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["StageNetwork", "xavier_std", "kappa_from_hat"]
+
+_ACTIVATIONS = ("tanh", "sin")
+
+
+def xavier_std(fan_in: int, fan_out: int) -> float:
+    """Nominal Xavier (Glorot) standard deviation sqrt(2 / (fan_in + fan_out))."""
+    return math.sqrt(2.0 / (fan_in + fan_out))
+
+
+def kappa_from_hat(kappa_hat, fan_in: int, fan_out: int):
+    """Scale factor from the modified scale factor, eq. (2.8): kappa = kappa_hat / sqrt(Var).
+
+    Args:
+        kappa_hat: modified scale factor (scalar or one value per input axis).
+        fan_in, fan_out: shape of the first layer, which fixes Var = 2/(fan_in+fan_out).
+    """
+    return torch.as_tensor(kappa_hat, dtype=torch.float64) / xavier_std(fan_in, fan_out)
+
+
+class StageNetwork(nn.Module):
+    """MLP with a scaled first layer, optionally an ensemble of independent members.
+
+    Args:
+        in_dim: number of inputs d.
+        widths: hidden widths, e.g. ``(20, 20, 20)`` for the paper's 3x20 network.
+        first_activation: ``"tanh"`` (stage 1) or ``"sin"`` (stages >= 2).
+        kappa_hat: modified scale factor (eq. 2.8); a scalar, or one value per input
+            axis (then each input axis gets its own kappa). ``kappa_hat=None`` means
+            kappa = 1 (a regular network).
+        n_models: number of ensemble members (independent networks of this shape).
+        seed: seed of member 0; member k is initialised from ``seed + k`` unless
+            ``seeds`` is given.
+        seeds: explicit seed per member (overrides ``seed``).
+        init: ``"xavier_normal"`` (default) or ``"xavier_truncated"`` (normal truncated
+            at +-2 std, as in the authors' code). Biases start at zero.
+        dtype, device: of the parameters (float64 by default).
+
+    ``forward(x)`` takes x of shape (N, d) (or (N,) when d = 1) and returns shape
+    (N,) for a single network or (n_models, N) for an ensemble (``n_models > 1``
+    or ``ensemble=True``).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        widths: Sequence[int] = (20, 20, 20),
+        *,
+        first_activation: str = "tanh",
+        kappa_hat=None,
+        n_models: int = 1,
+        ensemble: bool | None = None,
+        seed: int = 0,
+        seeds: Sequence[int] | None = None,
+        init: str = "xavier_normal",
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__()
+        if in_dim < 1:
+            raise ValueError(f"in_dim must be >= 1, got {in_dim}")
+        widths = tuple(int(w) for w in widths)
+        if len(widths) < 1 or any(w < 1 for w in widths):
+            raise ValueError(f"widths must be a non-empty list of positive ints, got {widths}")
+        if first_activation not in _ACTIVATIONS:
+            raise ValueError(f"first_activation must be one of {_ACTIVATIONS}, got {first_activation!r}")
+        if init not in ("xavier_normal", "xavier_truncated"):
+            raise ValueError(f"init must be 'xavier_normal' or 'xavier_truncated', got {init!r}")
+        if seeds is not None:
+            seeds = [int(s) for s in seeds]
+            n_models = len(seeds)
+        else:
+            seeds = [int(seed) + k for k in range(n_models)]
+        if n_models < 1:
+            raise ValueError(f"n_models must be >= 1, got {n_models}")
+        self.in_dim = int(in_dim)
+        self.widths = widths
+        self.first_activation = first_activation
+        self.n_models = int(n_models)
+        self.ensemble = bool(ensemble) if ensemble is not None else self.n_models > 1
+        self.seeds = seeds
+        self.init = init
+        sizes = (self.in_dim,) + widths + (1,)
+        self.sizes = sizes
+
+        if kappa_hat is None:
+            kh = torch.full((self.in_dim,), xavier_std(sizes[0], sizes[1]), dtype=torch.float64)
+        else:
+            kh = torch.as_tensor(kappa_hat, dtype=torch.float64).flatten()
+            if kh.numel() == 1:
+                kh = kh.expand(self.in_dim).clone()
+            if kh.numel() != self.in_dim:
+                raise ValueError(f"kappa_hat needs 1 or {self.in_dim} values, got {kh.numel()}")
+            if not torch.all(torch.isfinite(kh)) or torch.any(kh <= 0):
+                raise ValueError(f"kappa_hat must be finite and positive, got {kh.tolist()}")
+        self.kappa_hat = kh.clone()
+        kappa = kappa_from_hat(kh, sizes[0], sizes[1])
+        # kappa scales the rows of W_0 (one per input axis): x W_0 -> (x * kappa) W_0.
+        self.register_buffer("kappa", kappa.to(dtype=dtype, device=device))
+
+        weights, biases = [], []
+        for l in range(len(sizes) - 1):
+            fan_in, fan_out = sizes[l], sizes[l + 1]
+            std = xavier_std(fan_in, fan_out)
+            w = torch.empty(self.n_models, fan_in, fan_out, dtype=torch.float64)
+            for k, s in enumerate(seeds):
+                g = torch.Generator().manual_seed(s * 1000 + l)
+                if init == "xavier_normal":
+                    w[k] = torch.randn(fan_in, fan_out, generator=g, dtype=torch.float64) * std
+                else:
+                    z = torch.randn(4 * fan_in * fan_out, generator=g, dtype=torch.float64)
+                    z = z[z.abs() <= 2.0][: fan_in * fan_out]
+                    w[k] = z.reshape(fan_in, fan_out) * std
+            weights.append(nn.Parameter(w.to(dtype=dtype, device=device)))
+            biases.append(nn.Parameter(torch.zeros(self.n_models, 1, fan_out, dtype=dtype, device=device)))
+        self.weights = nn.ParameterList(weights)
+        self.biases = nn.ParameterList(biases)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.weights[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.weights[0].device
+
+    def n_weights(self, biases: bool = False) -> int:
+        """Weights (and biases) of one member, e.g. 840 (901) for [1, 20, 20, 20, 1]."""
+        n = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        if biases:
+            n += sum(self.sizes[1:])
+        return n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 1:
+            x = x[:, None]
+        if x.shape[-1] != self.in_dim:
+            raise ValueError(f"expected inputs with {self.in_dim} columns, got shape {tuple(x.shape)}")
+        h = x * self.kappa  # (N, d): kappa on W_0 only, never on the bias
+        if h.dim() == 2:
+            h = h.unsqueeze(0).expand(self.n_models, -1, -1)
+        h = torch.baddbmm(self.biases[0], h, self.weights[0])
+        h = torch.sin(h) if self.first_activation == "sin" else torch.tanh(h)
+        for w, b in zip(self.weights[1:-1], self.biases[1:-1]):
+            h = torch.tanh(torch.baddbmm(b, h, w))
+        out = torch.baddbmm(self.biases[-1], h, self.weights[-1])[..., 0]  # (E, N)
+        return out if self.ensemble else out[0]
+
+    def member(self, k: int) -> "StageNetwork":
+        """A single (non-ensemble) copy of member ``k`` with the same weights."""
+        net = StageNetwork(
+            self.in_dim, self.widths, first_activation=self.first_activation,
+            kappa_hat=self.kappa_hat, seeds=[self.seeds[k]], init=self.init,
+            dtype=self.dtype, device=self.device,
+        )
+        with torch.no_grad():
+            for p, q in zip(net.parameters(), self.parameters()):
+                p.copy_(q[k : k + 1])
+        return net
+
+    def extra_repr(self) -> str:
+        kh = self.kappa_hat.tolist()
+        return (
+            f"sizes={list(self.sizes)}, first_activation={self.first_activation}, "
+            f"kappa_hat={kh[0] if len(set(kh)) == 1 else kh:.4g}, n_models={self.n_models}"
+            if len(set(kh)) == 1 else
+            f"sizes={list(self.sizes)}, first_activation={self.first_activation}, "
+            f"kappa_hat={[round(v, 4) for v in kh]}, n_models={self.n_models}"
+        )

@@ -1,0 +1,64 @@
+"""Fits of the convergence laws the paper reports (Section 2.3, eq. 2.11-2.12).
+
+- the power law f_d = f_0 eps^(-alpha) between a residue's magnitude and its dominant
+  frequency (eq. 2.11 read as in PAPER.md I4);
+- the multi-stage rate eps ~ exp(-n^(1/p) / c) (p = 2 in 1D, Fig. 5c; p = 3 in 2D, Fig. 6f);
+- the single-stage decay eps ~ n^slope (the paper's 1/n, Fig. 5c inset).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["power_law_exponent", "root_rate", "loglog_slope", "iterations_to_reach"]
+
+
+def power_law_exponent(eps, f_d) -> tuple[float, float]:
+    """Least-squares fit of log f_d = log f_0 - alpha log eps; returns (alpha, f_0)."""
+    eps = np.asarray(eps, dtype=float)
+    f_d = np.asarray(f_d, dtype=float)
+    if eps.shape != f_d.shape or eps.size < 2:
+        raise ValueError("need at least two (eps, f_d) pairs of equal length")
+    if np.any(eps <= 0) or np.any(f_d <= 0):
+        raise ValueError("eps and f_d must be positive")
+    slope, icpt = np.polyfit(np.log(eps), np.log(f_d), 1)
+    return float(-slope), float(math.exp(icpt))
+
+
+def root_rate(n, eps, p: int = 2) -> dict:
+    """Fit log eps = a - n^(1/p) / c; returns c (base e), c10 (eps ~ 10^(-n^(1/p)/c10)), a, r2."""
+    n = np.asarray(n, dtype=float)
+    eps = np.asarray(eps, dtype=float)
+    if n.size < 2 or np.any(eps <= 0):
+        raise ValueError("need at least two points with eps > 0")
+    s = n ** (1.0 / p)
+    slope, a = np.polyfit(s, np.log(eps), 1)
+    pred = a + slope * s
+    ss = np.sum((np.log(eps) - pred) ** 2)
+    tot = np.sum((np.log(eps) - np.log(eps).mean()) ** 2)
+    c = -1.0 / slope if slope < 0 else math.inf
+    return {"c": float(c), "c10": float(c / math.log(10)) if math.isfinite(c) else math.inf,
+            "a": float(a), "p": p, "r2": float(1 - ss / tot) if tot > 0 else 1.0}
+
+
+def loglog_slope(n, eps, last_fraction: float = 0.5) -> float:
+    """Slope of log eps against log n over the last ``last_fraction`` of the points."""
+    n = np.asarray(n, dtype=float)
+    eps = np.asarray(eps, dtype=float)
+    k = max(2, int(len(n) * last_fraction))
+    sl, _ = np.polyfit(np.log(n[-k:]), np.log(eps[-k:]), 1)
+    return float(sl)
+
+
+def iterations_to_reach(target: float, *, rate: dict | None = None, power: tuple[float, float] | None = None) -> float:
+    """Iterations until eps = target, from a root_rate fit or from eps = A n^slope (power=(A, slope))."""
+    if rate is not None:
+        s = (rate["a"] - math.log(target)) * rate["c"]
+        return float(max(s, 0.0) ** rate["p"])
+    if power is not None:
+        A, slope = power
+        if slope >= 0:
+            return math.inf
+        return float((target / A) ** (1.0 / slope))
+    raise ValueError("give rate= or power=")

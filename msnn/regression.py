@@ -1,0 +1,504 @@
+"""Algorithm 1 of Wang & Lai (2024): multi-stage regression to machine precision.
+
+Stage 0 fits the normalized data with a regular tanh network. Every later stage
+n fits the normalized residue ``e_n / eps_n`` of the stages before it (eq. 2.3-2.5),
+
+    e_n = u_g - sum_{j<n} eps_j u_j,     eps_n = RMS(e_n),
+
+with a network whose first layer is ``sin(kappa x W_0 + b_0)`` and whose modified
+scale factor ``kappa_hat`` comes from the residue's dominant frequency f_d
+(eq. 2.9-2.10: pi f_d < kappa_hat < N_d / 6). The model is ``sum_j eps_j u_j``,
+evaluated in float64. Chapter 4 of the book shows it at work.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .networks import StageNetwork
+from .spectrum import dominant_frequency, dominant_frequency_2d, dominant_frequency_scattered
+from .training import TrainHistory, show_progress, train
+
+__all__ = ["MultistageRegressor", "StageRecord", "SparseDataWarning", "Float32Warning", "choose_kappa_hat"]
+
+
+class SparseDataWarning(UserWarning):
+    """The data are too sparse for the residue's frequency: N_d < 6 pi f_d (eq. 2.10)."""
+
+
+class Float32Warning(UserWarning):
+    """Training in float32: errors cannot go below about 1e-7 (single precision)."""
+
+
+@dataclass
+class StageRecord:
+    """One stage of a fitted :class:`MultistageRegressor`.
+
+    Attributes:
+        index: stage number (0 = first stage, as u_0 in the paper).
+        eps: RMS of the residue this stage fits, in normalized units (eps_0 = 1).
+        eps_data: the same in the units of y.
+        f_d: dominant frequency of the residue per input axis (cycles per unit of
+            the normalized input), None for stage 0 (which uses kappa = 1).
+        kappa_hat: modified scale factor per input axis (eq. 2.8).
+        kappa: the scale factor kappa = kappa_hat / sqrt(Var) per input axis.
+        activation: first-layer activation ("tanh" or "sin").
+        widths: hidden widths.
+        adam_steps, lbfgs_iterations, lbfgs_evaluations: steps run.
+        final_loss: the stage's loss on its normalized target e_n / eps_n.
+        loss_history: the stage's loss per Adam step and L-BFGS evaluation.
+        rms_after: RMS of the residue left after this stage (normalized units).
+        seconds: wall time of the stage.
+    """
+
+    index: int
+    eps: float
+    eps_data: float
+    f_d: list | None
+    kappa_hat: list
+    kappa: list
+    activation: str
+    widths: tuple
+    adam_steps: int
+    lbfgs_iterations: int
+    lbfgs_evaluations: int
+    final_loss: float
+    loss_history: np.ndarray = field(repr=False)
+    rms_after: float = math.nan
+    seconds: float = 0.0
+    stopped: str = "budget"
+
+    @property
+    def steps(self) -> int:
+        """Adam steps plus L-BFGS iterations."""
+        return self.adam_steps + self.lbfgs_iterations
+
+    @property
+    def rms_history(self) -> np.ndarray:
+        """RMS error of the combined model during this stage: eps * sqrt(loss) (normalized units)."""
+        return self.eps * np.sqrt(np.maximum(self.loss_history, 0.0))
+
+
+def choose_kappa_hat(f_d: float, n_points: int, factor: float = 2.0) -> float:
+    """Modified scale factor for a residue of dominant frequency ``f_d`` (eq. 2.9-2.10).
+
+    ``kappa_hat = factor * pi * f_d`` (default 2 pi f_d, the size of the residue's
+    normalized slope: Fig. 3's kappa_hat = 35 for f_d = 5.5), kept below the
+    overfitting bound N_d / 6 but never below the underfitting bound pi f_d.
+    """
+    if not f_d > 0:
+        raise ValueError(f"f_d must be positive, got {f_d}")
+    upper = n_points / 6.0
+    return float(min(factor * math.pi * f_d, max(math.pi * f_d, upper)))
+
+
+def _to_numpy(a, name: str) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    try:
+        a = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric: {exc}") from None
+    if a.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return a
+
+
+def _per_stage(value, n: int, name: str, check_int: bool = True) -> list:
+    if isinstance(value, (list, tuple, np.ndarray)) and not (name == "widths" and all(
+        isinstance(v, (int, np.integer)) for v in value)):
+        vals = list(value)
+        if len(vals) != n:
+            raise ValueError(f"{name} has {len(vals)} values but n_stages = {n}")
+    else:
+        vals = [value] * n
+    if check_int:
+        for v in vals:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"{name} must be integers, got {v!r}")
+            if v < 0:
+                raise ValueError(f"{name} must be >= 0, got {v}")
+    return vals
+
+
+class _Grid:
+    """How to read residues on the training points as a uniform grid (or not)."""
+
+    def __init__(self, xn: np.ndarray):
+        self.n, self.d = xn.shape
+        self.kind = "scattered"
+        self.order = None
+        if self.d == 1:
+            order = np.argsort(xn[:, 0], kind="stable")
+            steps = np.diff(xn[order, 0])
+            if np.all(steps > 0) and np.allclose(steps, steps.mean(), rtol=1e-6):
+                self.kind, self.order, self.spacing = "uniform", order, float(steps.mean())
+                self.shape = (self.n,)
+        elif self.d == 2:
+            ux, uy = np.unique(xn[:, 0]), np.unique(xn[:, 1])
+            if ux.size * uy.size == self.n and ux.size >= 4 and uy.size >= 4:
+                sx, sy = np.diff(ux), np.diff(uy)
+                if np.allclose(sx, sx.mean(), rtol=1e-6) and np.allclose(sy, sy.mean(), rtol=1e-6):
+                    order = np.lexsort((xn[:, 1], xn[:, 0]))  # x-major, then y
+                    self.kind, self.order = "uniform", order
+                    self.spacing = (float(sx.mean()), float(sy.mean()))
+                    self.shape = (ux.size, uy.size)
+        self.points_per_axis = (
+            list(self.shape) if self.kind == "uniform"
+            else [int(round(self.n ** (1.0 / self.d)))] * self.d
+        )
+
+    def frequency(self, xn: np.ndarray, r: np.ndarray) -> list:
+        if self.kind == "uniform":
+            g = r[self.order].reshape(self.shape)
+            if self.d == 1:
+                return [dominant_frequency(g, self.spacing)]
+            return list(dominant_frequency_2d(g, self.spacing).per_axis)
+        if self.d > 2:
+            raise ValueError(
+                "frequency estimation for scattered inputs supports d <= 2; "
+                "pass kappa_hat explicitly for higher dimensions")
+        f = dominant_frequency_scattered(xn, r)
+        return [f] if self.d == 1 else list(f.per_axis)
+
+
+class MultistageRegressor:
+    """Multi-stage neural network regression (Algorithm 1 of Wang & Lai 2024).
+
+    Example::
+
+        reg = MultistageRegressor(n_stages=4, adam_steps=5000, lbfgs_steps=5000, seed=0)
+        reg.fit(x, y)          # x: (N,) or (N, d); y: (N,)
+        y_hat = reg.predict(x_new)
+        reg.stages_            # list of StageRecord
+
+    Inputs are mapped affinely to [-1, 1] per axis; outputs are divided by their
+    RMS, so that eps_0 = 1. Each stage trains with Adam then L-BFGS on its
+    normalized residue; from the second stage on, the first layer is ``sin`` with
+    ``kappa_hat`` from the residue's dominant frequency (:func:`choose_kappa_hat`,
+    per input axis). On uniform data (a 1D grid or a full 2D tensor grid, in any
+    order) the frequency is read from the FFT of the residue at the training
+    points; on scattered data the residue is first interpolated linearly onto a
+    uniform grid with as many points (see :mod:`msnn.spectrum`).
+
+    Args:
+        n_stages: number of stages (>= 1).
+        widths: hidden widths, one tuple for all stages or one per stage
+            (default (20, 20, 20), the paper's 3x20 network).
+        adam_steps: Adam steps, an int or one per stage.
+        lbfgs_steps: L-BFGS iterations, an int or one per stage.
+        lr: Adam learning rate (1e-3, as in the authors' code).
+        kappa_factor: kappa_hat = kappa_factor * pi * f_d (default 2), see
+            :func:`choose_kappa_hat`.
+        kappa_hat: override the rule: one value (or per-axis list) per higher stage,
+            i.e. a list of n_stages - 1 entries.
+        higher_activation: first-layer activation of stages >= 2 ("sin").
+        target_rms: stop adding stages once the training RMS residue (normalized)
+            is at or below this value.
+        dtype: torch.float64 (default). torch.float32 is allowed (Fig. 1 uses it)
+            but its errors stop near 1e-7; a :class:`Float32Warning` says so.
+        device: "cpu", "cuda", "auto" or a torch.device.
+        seed: seed of the first stage; stage n uses seed + n.
+        init: "xavier_normal" or "xavier_truncated" (the authors' code).
+        progress: progress bars (default: unless MSNN_PROGRESS=0).
+        checkpoint: a file path; after each stage the fitted stages are saved there,
+            and a later ``fit`` on the same data and settings resumes from it.
+        verbose: print one line per stage.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_stages: int = 4,
+        widths: Sequence[int] | Sequence[Sequence[int]] = (20, 20, 20),
+        adam_steps: int | Sequence[int] = 5000,
+        lbfgs_steps: int | Sequence[int] = 5000,
+        lr: float = 1e-3,
+        kappa_factor: float = 2.0,
+        kappa_hat=None,
+        higher_activation: str = "sin",
+        target_rms: float | None = None,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        init: str = "xavier_normal",
+        progress: bool | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        verbose: bool = False,
+    ) -> None:
+        if isinstance(n_stages, bool) or not isinstance(n_stages, (int, np.integer)) or n_stages < 1:
+            raise ValueError(f"n_stages must be an integer >= 1, got {n_stages!r}")
+        self.n_stages = int(n_stages)
+        self.adam_steps = _per_stage(adam_steps, self.n_stages, "adam_steps")
+        self.lbfgs_steps = _per_stage(lbfgs_steps, self.n_stages, "lbfgs_steps")
+        if widths and isinstance(widths[0], (list, tuple)):
+            if len(widths) != self.n_stages:
+                raise ValueError(f"widths has {len(widths)} entries but n_stages = {self.n_stages}")
+            self.widths = [tuple(int(v) for v in w) for w in widths]
+        else:
+            self.widths = [tuple(int(v) for v in widths)] * self.n_stages
+        for w in self.widths:
+            if not w or any(v < 1 for v in w):
+                raise ValueError(f"widths must be positive integers, got {w}")
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if not kappa_factor > 0:
+            raise ValueError(f"kappa_factor must be positive, got {kappa_factor}")
+        if kappa_hat is not None and len(kappa_hat) != self.n_stages - 1:
+            raise ValueError(f"kappa_hat needs one entry per higher stage ({self.n_stages - 1}), got {len(kappa_hat)}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+        if target_rms is not None and not target_rms >= 0:
+            raise ValueError(f"target_rms must be >= 0, got {target_rms}")
+        self.lr = float(lr)
+        self.kappa_factor = float(kappa_factor)
+        self.kappa_hat = kappa_hat
+        self.higher_activation = higher_activation
+        self.target_rms = target_rms
+        self.dtype = dtype
+        self.device = _resolve_device(device)
+        self.seed = int(seed)
+        self.init = init
+        self.progress = progress
+        self.checkpoint = os.fspath(checkpoint) if checkpoint is not None else None
+        self.verbose = verbose
+        if dtype == torch.float32:
+            warnings.warn(
+                "MultistageRegressor in float32: errors cannot go below about 1e-7 "
+                "(single precision); use float64 for machine precision.", Float32Warning, stacklevel=2)
+            if self.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
+                warnings.warn(
+                    "TF32 matmuls are on (torch.backends.cuda.matmul.allow_tf32): float32 "
+                    "errors will stop near 1e-3, not 1e-7.", Float32Warning, stacklevel=2)
+
+    # ------------------------------------------------------------------ data
+    def _normalize_x(self, x: np.ndarray) -> np.ndarray:
+        return 2.0 * (x - self.x_min_) / (self.x_max_ - self.x_min_) - 1.0
+
+    def _check_x(self, x, name="x") -> np.ndarray:
+        x = _to_numpy(x, name)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2:
+            raise ValueError(f"{name} must have shape (N,) or (N, d), got {x.shape}")
+        return x
+
+    def _settings(self) -> dict:
+        return dict(
+            n_stages=self.n_stages, widths=self.widths, adam=self.adam_steps, lbfgs=self.lbfgs_steps,
+            lr=self.lr, kf=self.kappa_factor, kh=self.kappa_hat, act=self.higher_activation,
+            dtype=str(self.dtype), seed=self.seed, init=self.init, target=self.target_rms,
+        )
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, x, y) -> "MultistageRegressor":
+        """Fit the stages to data ``y`` at inputs ``x`` (numpy or torch, any float dtype)."""
+        x = self._check_x(x)
+        y = _to_numpy(y, "y")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(f"y must have shape (N,), got {y.shape}")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} points but y has {y.shape[0]}")
+        if x.shape[0] < 4:
+            raise ValueError(f"need at least 4 data points, got {x.shape[0]}")
+        self.x_min_, self.x_max_ = x.min(axis=0), x.max(axis=0)
+        if np.any(self.x_max_ <= self.x_min_):
+            raise ValueError("every input axis must take at least two distinct values")
+        self.y_scale_ = float(np.sqrt(np.mean(y ** 2)))
+        if self.y_scale_ == 0.0:
+            raise ValueError("y is identically zero: nothing to fit")
+        self.n_features_in_ = x.shape[1]
+        xn = self._normalize_x(x)
+        yn = y / self.y_scale_
+        grid = _Grid(xn)
+        self.grid_kind_ = grid.kind
+
+        self.stages_: list[StageRecord] = []
+        self.networks_: list[StageNetwork] = []
+        self._train_pred = np.zeros_like(yn)  # float64 sum of eps_j u_j at the training points
+        xt = torch.as_tensor(xn, dtype=self.dtype, device=self.device)
+        key = self._checkpoint_key(xn, yn)
+        self._resume(key, xt)
+
+        t_fit = time.perf_counter()
+        for n in range(len(self.stages_), self.n_stages):
+            residue = yn - self._train_pred
+            eps = float(np.sqrt(np.mean(residue ** 2)))
+            if n > 0 and self.target_rms is not None and eps <= self.target_rms:
+                break
+            if eps == 0.0:
+                break
+            if n == 0:
+                act, f_d, kh = "tanh", None, None
+            else:
+                act = self.higher_activation
+                f_d = grid.frequency(xn, residue)
+                if self.kappa_hat is not None:
+                    kh = np.broadcast_to(np.asarray(self.kappa_hat[n - 1], dtype=float), (xn.shape[1],)).tolist()
+                else:
+                    kh = [choose_kappa_hat(max(f, 1e-12), npts, self.kappa_factor)
+                          for f, npts in zip(f_d, grid.points_per_axis)]
+                for f, npts in zip(f_d, grid.points_per_axis):
+                    if npts < 6 * math.pi * f:
+                        warnings.warn(
+                            f"stage {n}: {npts} points per axis are too few for the residue's "
+                            f"dominant frequency f_d = {f:.3g} (eq. 2.10 asks N_d > 6 pi f_d = "
+                            f"{6 * math.pi * f:.0f}); the stage may overfit.", SparseDataWarning, stacklevel=2)
+            net = StageNetwork(
+                xn.shape[1], self.widths[n], first_activation=act, kappa_hat=kh,
+                seed=self.seed + n, init=self.init, dtype=self.dtype, device=self.device)
+            target = torch.as_tensor(residue / eps, dtype=self.dtype, device=self.device)
+
+            def loss_fn(net=net, target=target):
+                return torch.mean((net(xt) - target) ** 2)
+
+            hist: TrainHistory = train(
+                net, loss_fn, adam_steps=self.adam_steps[n], lbfgs_steps=self.lbfgs_steps[n],
+                lr=self.lr, progress=show_progress(self.progress),
+                desc=f"stage {n + 1}/{self.n_stages}")
+            with torch.no_grad():
+                un = net(xt).to(torch.float64).cpu().numpy()
+            self._train_pred = self._train_pred + eps * un
+            rms_after = float(np.sqrt(np.mean((yn - self._train_pred) ** 2)))
+            rec = StageRecord(
+                index=n, eps=eps, eps_data=eps * self.y_scale_, f_d=f_d,
+                kappa_hat=net.kappa_hat.tolist(), kappa=net.kappa.double().cpu().tolist(),
+                activation=act, widths=self.widths[n], adam_steps=hist.adam_steps,
+                lbfgs_iterations=hist.lbfgs_iterations, lbfgs_evaluations=hist.lbfgs_evaluations,
+                final_loss=float(np.sum(hist.final_loss)), loss_history=hist.loss,
+                rms_after=rms_after, seconds=hist.seconds, stopped=hist.stopped)
+            self.stages_.append(rec)
+            self.networks_.append(net)
+            if self.verbose:
+                fd = "-" if f_d is None else ", ".join(f"{f:.3g}" for f in f_d)
+                print(f"stage {n + 1}: eps = {eps:.3e}, f_d = {fd}, kappa_hat = "
+                      f"{', '.join(f'{k:.3g}' for k in rec.kappa_hat)}, loss = {rec.final_loss:.3e}, "
+                      f"RMS after = {rms_after:.3e} ({rec.seconds:.1f} s)")
+            self._save_checkpoint(key)
+        self.fit_seconds_ = time.perf_counter() - t_fit
+        return self
+
+    # --------------------------------------------------------------- predict
+    def _check_fitted(self):
+        if not getattr(self, "networks_", None):
+            raise RuntimeError("this MultistageRegressor is not fitted yet: call fit(x, y) first")
+
+    def predict_stages(self, x) -> np.ndarray:
+        """Each stage's contribution eps_j u_j(x) in the units of y, shape (n_stages, M)."""
+        self._check_fitted()
+        x = self._check_x(x)
+        if x.shape[1] != self.n_features_in_:
+            raise ValueError(f"x has {x.shape[1]} features but the model was fitted on {self.n_features_in_}")
+        xn = self._normalize_x(x)
+        out = np.zeros((len(self.networks_), xn.shape[0]))
+        with torch.no_grad():
+            for j, (net, rec) in enumerate(zip(self.networks_, self.stages_)):
+                for s in range(0, xn.shape[0], 65536):
+                    xt = torch.as_tensor(xn[s:s + 65536], dtype=net.dtype, device=net.device)
+                    out[j, s:s + 65536] = net(xt).to(torch.float64).cpu().numpy()
+                out[j] *= rec.eps * self.y_scale_
+        return out
+
+    def predict(self, x, n_stages: int | None = None) -> np.ndarray:
+        """The model sum_j eps_j u_j(x) in the units of y (float64, shape (M,)).
+
+        Args:
+            x: inputs, shape (M,) or (M, d).
+            n_stages: use only the first ``n_stages`` stages (default: all).
+        """
+        parts = self.predict_stages(x)
+        k = parts.shape[0] if n_stages is None else int(n_stages)
+        if not 1 <= k <= parts.shape[0]:
+            raise ValueError(f"n_stages must be in [1, {parts.shape[0]}], got {n_stages}")
+        return parts[:k].sum(axis=0)
+
+    def rms_error(self, x, y, n_stages: int | None = None) -> float:
+        """RMS of y - predict(x) in the units of y."""
+        y = _to_numpy(y, "y")
+        return float(np.sqrt(np.mean((y - self.predict(x, n_stages)) ** 2)))
+
+    @property
+    def n_weights_(self) -> int:
+        """Total weights (no biases) over the fitted stages."""
+        self._check_fitted()
+        return sum(net.n_weights() for net in self.networks_)
+
+    def summary(self) -> list[dict]:
+        """One dict per stage (eps, f_d, kappa_hat, steps, loss), for tables."""
+        self._check_fitted()
+        rows = []
+        for r in self.stages_:
+            d = asdict(r)
+            d.pop("loss_history")
+            d["steps"] = r.steps
+            rows.append(d)
+        return rows
+
+    # ------------------------------------------------------------ checkpoint
+    def _checkpoint_key(self, xn, yn) -> str:
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(xn).tobytes())
+        h.update(np.ascontiguousarray(yn).tobytes())
+        h.update(json.dumps(self._settings(), sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+    def _save_checkpoint(self, key: str) -> None:
+        if not self.checkpoint:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.checkpoint)), exist_ok=True)
+        tmp = self.checkpoint + ".tmp"
+        torch.save({
+            "key": key,
+            "stages": [asdict(r) for r in self.stages_],
+            "states": [{k: v.cpu() for k, v in net.state_dict().items()} for net in self.networks_],
+        }, tmp)
+        os.replace(tmp, self.checkpoint)
+
+    def _resume(self, key: str, xt: torch.Tensor) -> None:
+        if not self.checkpoint or not os.path.exists(self.checkpoint):
+            return
+        ck = torch.load(self.checkpoint, weights_only=False)
+        if ck.get("key") != key:
+            warnings.warn(f"checkpoint {self.checkpoint} is for other data or settings: ignored", stacklevel=3)
+            return
+        for rec_d, state in zip(ck["stages"], ck["states"]):
+            rec = StageRecord(**rec_d)
+            net = StageNetwork(
+                xt.shape[1], tuple(rec.widths), first_activation=rec.activation,
+                kappa_hat=rec.kappa_hat,
+                seed=self.seed + rec.index, init=self.init, dtype=self.dtype, device=self.device)
+            net.load_state_dict(state)
+            with torch.no_grad():
+                self._train_pred = self._train_pred + rec.eps * net(xt).to(torch.float64).cpu().numpy()
+            self.stages_.append(rec)
+            self.networks_.append(net)
+        if self.verbose:
+            print(f"resumed {len(self.stages_)} stage(s) from {self.checkpoint}")
+
+
+def _resolve_device(device) -> torch.device:
+    if isinstance(device, torch.device):
+        dev = device
+    elif device == "auto":
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"unknown device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no GPU is visible to torch")
+    return dev

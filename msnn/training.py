@@ -1,0 +1,228 @@
+"""Training of one stage: Adam, then L-BFGS, with the loss recorded at every step.
+
+The schedule follows the paper and the authors' code: Adam (learning rate 1e-3)
+for a fixed number of steps, then full-batch L-BFGS with a strong-Wolfe line search.
+PyTorch's L-BFGS stops by default once the loss changes by less than 1e-9 or the
+gradient falls below 1e-7, far above where a machine-precision stage must go; here
+both tolerances are 0 and the run is bounded by its iteration count only
+(DESIGN.md, "Numerics").
+
+History convention (PAPER.md G9): one loss per Adam step, then one loss per
+L-BFGS *function evaluation* (line-search evaluations included). ``iterations``
+counts Adam steps plus L-BFGS iterations; ``evaluations`` counts Adam steps plus
+L-BFGS evaluations, which is the length of ``loss``.
+
+Ensembles: a loss function may return one loss per member (shape (E,)); Adam then
+trains the members independently (the step is elementwise, so member k follows
+exactly the path it would follow alone). L-BFGS couples members through its line
+search, so it sums them; use it on single networks when exact independence matters.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+__all__ = ["TrainHistory", "train", "show_progress"]
+
+
+def show_progress(progress: bool | None = None) -> bool:
+    """Whether to draw progress bars: ``progress`` if given, else not when MSNN_PROGRESS=0."""
+    if progress is not None:
+        return bool(progress)
+    return os.environ.get("MSNN_PROGRESS", "1") not in ("0", "false", "no")
+
+
+@dataclass
+class TrainHistory:
+    """What one training run did.
+
+    Attributes:
+        loss: loss per Adam step then per L-BFGS evaluation; shape (n,) or (n, E).
+        adam_steps: Adam steps run.
+        lbfgs_iterations: L-BFGS iterations run.
+        lbfgs_evaluations: L-BFGS function evaluations run.
+        final_loss: loss of the returned parameters (the best seen in L-BFGS).
+        seconds: wall time.
+        stopped: why training ended ("budget", "target", "lbfgs-converged", "nonfinite").
+    """
+
+    loss: np.ndarray
+    adam_steps: int = 0
+    lbfgs_iterations: int = 0
+    lbfgs_evaluations: int = 0
+    final_loss: float | np.ndarray = math.nan
+    seconds: float = 0.0
+    stopped: str = "budget"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def iterations(self) -> int:
+        return self.adam_steps + self.lbfgs_iterations
+
+    @property
+    def evaluations(self) -> int:
+        return self.adam_steps + self.lbfgs_evaluations
+
+
+def _check_steps(name: str, n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {n!r}")
+    if n < 0:
+        raise ValueError(f"{name} must be >= 0, got {n}")
+    return int(n)
+
+
+def train(
+    params,
+    loss_fn: Callable[[], torch.Tensor],
+    *,
+    adam_steps: int = 5000,
+    lbfgs_steps: int = 5000,
+    lr: float = 1e-3,
+    lr_schedule: Callable[[int], float] | None = None,
+    target_loss: float | None = None,
+    progress: bool | None = None,
+    desc: str = "train",
+    before_step: Callable[[int], None] | None = None,
+) -> TrainHistory:
+    """Adam for ``adam_steps`` steps, then L-BFGS for at most ``lbfgs_steps`` iterations.
+
+    Args:
+        params: the parameters to train (an iterable of tensors, or a module).
+        loss_fn: closure returning the loss, a scalar or one value per ensemble member.
+        adam_steps: Adam steps (lr ``lr``, PyTorch's default betas).
+        lbfgs_steps: L-BFGS iterations (strong Wolfe, tolerances 0, history 50).
+        lr: Adam learning rate (1e-3 in the paper's code).
+        lr_schedule: optional factor on ``lr`` as a function of the Adam step.
+        target_loss: stop as soon as the (summed) loss is at or below this value.
+        progress: draw a progress bar (default: unless MSNN_PROGRESS=0).
+        desc: label of the progress bar.
+        before_step: called with the Adam step index before each step (e.g. to
+            resample collocation points).
+
+    Returns:
+        A :class:`TrainHistory`. L-BFGS keeps the best parameters it evaluated: if
+        the last evaluation is worse than the best (or not finite), the best
+        parameters are restored.
+    """
+    adam_steps = _check_steps("adam_steps", adam_steps)
+    lbfgs_steps = _check_steps("lbfgs_steps", lbfgs_steps)
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if isinstance(params, torch.nn.Module):
+        params = params.parameters()
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters")
+
+    t0 = time.perf_counter()
+    total = adam_steps + lbfgs_steps
+    bar = None
+    if show_progress(progress) and total > 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=desc, leave=False, mininterval=0.5)
+
+    records: list[torch.Tensor] = []
+    hist = TrainHistory(loss=np.zeros(0))
+    stopped = "budget"
+
+    # ---- Adam -------------------------------------------------------------
+    if adam_steps:
+        opt = torch.optim.Adam(params, lr=lr)
+        buf = None
+        for i in range(adam_steps):
+            if lr_schedule is not None:
+                for g in opt.param_groups:
+                    g["lr"] = lr * float(lr_schedule(i))
+            if before_step is not None:
+                before_step(i)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn()
+            loss.sum().backward()
+            opt.step()
+            val = loss.detach()
+            if buf is None:
+                buf = torch.empty((adam_steps,) + tuple(val.shape), dtype=torch.float64, device=val.device)
+            buf[i] = val
+            hist.adam_steps = i + 1
+            if bar is not None and (i % 200 == 199 or i == adam_steps - 1):
+                bar.update(200 if i % 200 == 199 else (i % 200) + 1)
+                bar.set_postfix_str(f"loss {float(val.sum()):.3e}")
+            if target_loss is not None and (i % 50 == 49 or i == adam_steps - 1):
+                if float(val.sum()) <= target_loss:
+                    stopped = "target"
+                    break
+        records.append(buf[: hist.adam_steps].cpu())
+
+    # ---- L-BFGS -----------------------------------------------------------
+    if lbfgs_steps and stopped != "target":
+        lb = torch.optim.LBFGS(
+            params, lr=1.0, max_iter=lbfgs_steps, max_eval=int(lbfgs_steps * 1.25) + 25,
+            tolerance_grad=0.0, tolerance_change=0.0, history_size=50,
+            line_search_fn="strong_wolfe",
+        )
+        vals: list[torch.Tensor] = []
+        best = {"loss": math.inf, "params": None}
+        last_bar = [0]
+
+        def closure():
+            lb.zero_grad(set_to_none=True)
+            loss = loss_fn()
+            total_loss = loss.sum()
+            total_loss.backward()
+            v = loss.detach()
+            vals.append(v)
+            s = float(total_loss.detach())
+            if s < best["loss"]:
+                best["loss"] = s
+                best["params"] = [p.detach().clone() for p in params]
+            if bar is not None:
+                it = lb.state[lb._params[0]].get("n_iter", 0)
+                if it - last_bar[0] >= 100:
+                    bar.update(it - last_bar[0])
+                    last_bar[0] = it
+                    bar.set_postfix_str(f"loss {s:.3e}")
+            if target_loss is not None and s <= target_loss:
+                # zero gradient makes L-BFGS stop at its optimality check
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.zero_()
+            return total_loss
+
+        lb.step(closure)
+        state = lb.state[lb._params[0]]
+        hist.lbfgs_iterations = int(state.get("n_iter", 0))
+        hist.lbfgs_evaluations = int(state.get("func_evals", len(vals)))
+        if bar is not None:
+            bar.update(max(0, hist.lbfgs_iterations - last_bar[0]))
+        last = float(vals[-1].sum()) if vals else math.inf
+        if best["params"] is not None and not (last <= best["loss"]):
+            with torch.no_grad():
+                for p, b in zip(params, best["params"]):
+                    p.copy_(b)
+        if target_loss is not None and best["loss"] <= target_loss:
+            stopped = "target"
+        elif hist.lbfgs_iterations < lbfgs_steps:
+            stopped = "lbfgs-converged"
+        if vals:
+            records.append(torch.stack(vals).to(torch.float64).cpu())
+
+    if bar is not None:
+        bar.close()
+    loss = torch.cat(records).numpy() if records else np.zeros(0)
+    hist.loss = loss
+    with torch.no_grad():
+        fl = loss_fn().detach().to(torch.float64).cpu().numpy()
+    hist.final_loss = float(fl) if fl.ndim == 0 else fl
+    if not np.all(np.isfinite(fl)):
+        stopped = "nonfinite"
+    hist.stopped = stopped
+    hist.seconds = time.perf_counter() - t0
+    return hist

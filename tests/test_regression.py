@@ -1,0 +1,130 @@
+"""MultistageRegressor: Algorithm 1's bookkeeping, its gain over one stage, and input validation."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from msnn import Float32Warning, MultistageRegressor, SparseDataWarning, choose_kappa_hat
+from msnn.problems import eq_2_2
+
+X = np.linspace(-1, 1, 200)
+Y = eq_2_2(X)
+
+
+@pytest.fixture(scope="module")
+def two_stage():
+    return MultistageRegressor(n_stages=2, adam_steps=200, lbfgs_steps=600, seed=0, progress=False).fit(X, Y)
+
+
+def test_two_stages_beat_one_by_100x_at_equal_budget(two_stage):
+    one = MultistageRegressor(n_stages=1, adam_steps=400, lbfgs_steps=1200, seed=0, progress=False).fit(X, Y)
+    xe = np.linspace(-1, 1, 1001)
+    ye = eq_2_2(xe)
+    assert two_stage.rms_error(xe, ye) * 100 <= one.rms_error(xe, ye)
+
+
+def test_model_is_sum_of_stages(two_stage):
+    xe = np.linspace(-1, 1, 333)
+    parts = two_stage.predict_stages(xe)
+    assert parts.shape == (2, 333)
+    np.testing.assert_allclose(two_stage.predict(xe), parts.sum(0), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(two_stage.predict(xe, n_stages=1), parts[0], rtol=0, atol=0)
+
+
+def test_stage_bookkeeping_eq_2_3_to_2_5(two_stage):
+    s0, s1 = two_stage.stages_
+    assert s0.eps == pytest.approx(1.0)  # eps_0 = 1 after normalization
+    assert s0.activation == "tanh" and s1.activation == "sin"
+    # eps_1 is the RMS of the residue of stage 0 at the training points
+    e1 = Y - two_stage.predict(X, n_stages=1)
+    assert s1.eps_data == pytest.approx(np.sqrt(np.mean(e1 ** 2)), rel=1e-10)
+    assert s1.eps < s0.eps and s1.rms_after < s1.eps  # each stage's residue shrinks
+    assert s1.f_d[0] > 0 and s1.kappa_hat[0] == pytest.approx(choose_kappa_hat(s1.f_d[0], 200))
+    assert len(s1.loss_history) == s1.adam_steps + s1.lbfgs_evaluations
+    assert two_stage.predict(X).dtype == np.float64
+
+
+def test_choose_kappa_hat_window():
+    assert choose_kappa_hat(5.5, 300) == pytest.approx(2 * math.pi * 5.5)  # inside (pi f_d, N/6)
+    assert choose_kappa_hat(10.0, 300) == pytest.approx(50.0)  # capped at N_d / 6
+    assert choose_kappa_hat(50.0, 300) == pytest.approx(math.pi * 50)  # never below pi f_d
+
+
+def test_torch_inputs_and_2d_grid():
+    g = np.linspace(-1, 1, 12)
+    Xg, Yg = np.meshgrid(g, g, indexing="ij")
+    xy = torch.tensor(np.column_stack([Xg.ravel(), Yg.ravel()]))
+    z = torch.tensor(np.sin(Xg + 2 * Yg).ravel())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SparseDataWarning)
+        reg = MultistageRegressor(n_stages=2, adam_steps=50, lbfgs_steps=50, progress=False).fit(xy, z)
+    assert reg.grid_kind_ == "uniform"
+    assert len(reg.stages_[1].f_d) == 2 and len(reg.stages_[1].kappa_hat) == 2
+    assert reg.predict(xy[:5]).shape == (5,)
+
+
+def test_scattered_inputs_work():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, 150)
+    reg = MultistageRegressor(n_stages=2, adam_steps=50, lbfgs_steps=100, progress=False).fit(x, eq_2_2(x))
+    assert reg.grid_kind_ == "scattered" and reg.stages_[1].f_d[0] > 0
+
+
+def test_sparse_data_warning():
+    x = np.linspace(-1, 1, 40)
+    y = np.sin(2 * np.pi * 6 * x)  # 40 < 6 pi 6 = 113
+    with pytest.warns(SparseDataWarning, match="eq. 2.10"):
+        MultistageRegressor(n_stages=2, adam_steps=20, lbfgs_steps=0, progress=False).fit(x, y)
+
+
+def test_float32_allowed_with_warning():
+    with pytest.warns(Float32Warning, match="1e-7"):
+        reg = MultistageRegressor(n_stages=1, adam_steps=10, lbfgs_steps=0, dtype=torch.float32, progress=False)
+    reg.fit(X, Y)
+    assert reg.networks_[0].dtype == torch.float32 and reg.predict(X).dtype == np.float64
+
+
+def test_checkpoint_resume(tmp_path):
+    ck = tmp_path / "ck.pt"
+    a = MultistageRegressor(n_stages=2, adam_steps=30, lbfgs_steps=30, progress=False, checkpoint=ck).fit(X, Y)
+    b = MultistageRegressor(n_stages=2, adam_steps=30, lbfgs_steps=30, progress=False, checkpoint=ck).fit(X, Y)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    assert b.fit_seconds_ < 5 * max(a.fit_seconds_, 0.01)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(n_stages=0), "n_stages"),
+    (dict(n_stages=1.5), "n_stages"),
+    (dict(adam_steps=-1), "adam_steps"),
+    (dict(lbfgs_steps=-5), "lbfgs_steps"),
+    (dict(n_stages=2, adam_steps=[1, 2, 3]), "adam_steps has 3 values"),
+    (dict(lr=0), "lr"),
+    (dict(dtype=torch.float16), "dtype"),
+    (dict(device="tpu"), "device"),
+])
+def test_bad_settings(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        MultistageRegressor(**kw)
+
+
+@pytest.mark.parametrize("x,y,msg", [
+    (X, np.where(X > 0.5, np.nan, Y), "NaN or inf"),
+    (np.where(X > 0.5, np.inf, X), Y, "NaN or inf"),
+    (X[:-1], Y, "points but y has"),
+    (np.array([]), np.array([]), "empty"),
+    (np.zeros(20), np.ones(20), "distinct values"),
+    (X, np.zeros_like(X), "identically zero"),
+    (X, np.stack([Y, Y], 1), "shape"),
+])
+def test_bad_data(x, y, msg):
+    with pytest.raises(ValueError, match=msg):
+        MultistageRegressor(n_stages=1, adam_steps=1, lbfgs_steps=0, progress=False).fit(x, y)
+
+
+def test_predict_before_fit_and_wrong_features(two_stage):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        MultistageRegressor().predict(X)
+    with pytest.raises(ValueError, match="features"):
+        two_stage.predict(np.zeros((3, 2)))
