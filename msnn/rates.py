@@ -60,5 +60,8 @@ def iterations_to_reach(target: float, *, rate: dict | None = None, power: tuple
         A, slope = power
         if slope >= 0:
             return math.inf
-        return float((target / A) ** (1.0 / slope))
+        try:
+            return float((target / A) ** (1.0 / slope))
+        except OverflowError:
+            return math.inf
     raise ValueError("give rate= or power=")

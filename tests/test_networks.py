@@ -38,7 +38,7 @@ def test_weight_counts_G7():
 
 def test_xavier_std_realised():
     net = StageNetwork(1, (200, 200), seed=3)
-    w = net.weights[1][0]
+    w = net.weights[1][0].detach()
     assert float(w.std()) == pytest.approx(xavier_std(200, 200), rel=0.03)
 
 
