@@ -205,8 +205,11 @@ class ClaimTable:
                 dev = f"{dev} ({torch.cuda.get_device_name()})"
             except Exception:  # pragma: no cover - no GPU here
                 pass
+        peak = None
+        if self.device.startswith("cuda") and torch.cuda.is_available():
+            peak = round(torch.cuda.max_memory_allocated() / 2 ** 30, 3)
         return {
-            "chapter": self.chapter, "profile": self.profile, "device": dev,
+            "chapter": self.chapter, "profile": self.profile, "device": dev, "peak_gpu_memory_gib": peak,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores" if not dev.startswith("cuda") else None,
             "torch": torch.__version__, "counts": self.counts(),
             "claims": [c.to_dict() for c in self.claims],

@@ -90,6 +90,7 @@ def train(
     progress: bool | None = None,
     desc: str = "train",
     before_step: Callable[[int], None] | None = None,
+    fast: bool | str = "auto",
 ) -> TrainHistory:
     """Adam for ``adam_steps`` steps, then L-BFGS for at most ``lbfgs_steps`` iterations.
 
@@ -104,7 +105,15 @@ def train(
         progress: draw a progress bar (default: unless MSNN_PROGRESS=0).
         desc: label of the progress bar.
         before_step: called with the Adam step index before each step (e.g. to
-            resample collocation points).
+            resample collocation points). Python code between steps cannot be
+            replayed as a CUDA graph: put device-side resampling inside ``loss_fn``
+            to keep the fast path.
+        fast: ``"auto"`` (default) replays the Adam step as a CUDA graph when the
+            parameters live on a GPU and the stage can be captured (no
+            ``before_step``, no ``lr_schedule``, no ``target_loss``); otherwise, and
+            always on the CPU, the eager loop runs. Which path ran is in
+            ``history.extra["adam_path"]``; a stage that could not be captured says
+            why once in the log. ``False`` forces eager.
 
     Returns:
         A :class:`TrainHistory`. L-BFGS keeps the best parameters it evaluated: if
@@ -135,30 +144,43 @@ def train(
 
     # ---- Adam -------------------------------------------------------------
     if adam_steps:
-        opt = torch.optim.Adam(params, lr=lr)
+        path, why = _choose_path(params, fast, before_step, lr_schedule, target_loss)
+        hist.extra["adam_path"] = path
+        if why:
+            _log_once(f"msnn.train: eager Adam ({why})")
         buf = None
-        for i in range(adam_steps):
-            if lr_schedule is not None:
-                for g in opt.param_groups:
-                    g["lr"] = lr * float(lr_schedule(i))
-            if before_step is not None:
-                before_step(i)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn()
-            loss.sum().backward()
-            opt.step()
-            val = loss.detach()
-            if buf is None:
-                buf = torch.empty((adam_steps,) + tuple(val.shape), dtype=torch.float64, device=val.device)
-            buf[i] = val
-            hist.adam_steps = i + 1
-            if bar is not None and (i % 200 == 199 or i == adam_steps - 1):
-                bar.update(200 if i % 200 == 199 else (i % 200) + 1)
-                bar.set_postfix_str(f"loss {float(val.sum()):.3e}")
-            if target_loss is not None and (i % 50 == 49 or i == adam_steps - 1):
-                if float(val.sum()) <= target_loss:
-                    stopped = "target"
-                    break
+        if path == "cuda-graph":
+            try:
+                buf = _adam_cuda_graph(params, loss_fn, adam_steps, lr, bar)
+                hist.adam_steps = adam_steps
+            except Exception as exc:  # capture failed: fall back to eager from the same start
+                _log_once(f"msnn.train: CUDA graph capture failed ({type(exc).__name__}: {exc}); eager Adam")
+                hist.extra["adam_path"] = "eager"
+                buf = None
+        if buf is None:
+            opt = torch.optim.Adam(params, lr=lr)
+            for i in range(adam_steps):
+                if lr_schedule is not None:
+                    for g in opt.param_groups:
+                        g["lr"] = lr * float(lr_schedule(i))
+                if before_step is not None:
+                    before_step(i)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn()
+                loss.sum().backward()
+                opt.step()
+                val = loss.detach()
+                if buf is None:
+                    buf = torch.empty((adam_steps,) + tuple(val.shape), dtype=torch.float64, device=val.device)
+                buf[i] = val
+                hist.adam_steps = i + 1
+                if bar is not None and (i % 200 == 199 or i == adam_steps - 1):
+                    bar.update(200 if i % 200 == 199 else (i % 200) + 1)
+                    bar.set_postfix_str(f"loss {float(val.sum()):.3e}")
+                if target_loss is not None and (i % 50 == 49 or i == adam_steps - 1):
+                    if float(val.sum()) <= target_loss:
+                        stopped = "target"
+                        break
         records.append(buf[: hist.adam_steps].cpu())
 
     # ---- L-BFGS -----------------------------------------------------------
@@ -226,3 +248,67 @@ def train(
     hist.stopped = stopped
     hist.seconds = time.perf_counter() - t0
     return hist
+
+
+_LOGGED: set = set()
+
+
+def _log_once(msg: str) -> None:
+    if msg not in _LOGGED:
+        _LOGGED.add(msg)
+        print(msg, flush=True)
+
+
+def _choose_path(params, fast, before_step, lr_schedule, target_loss) -> tuple[str, str]:
+    """("cuda-graph" | "eager", reason for eager on a GPU or "")."""
+    if fast not in (True, False, "auto"):
+        raise ValueError(f"fast must be True, False or 'auto', got {fast!r}")
+    on_cuda = all(p.is_cuda for p in params)
+    if fast is False or not on_cuda:
+        return "eager", ""
+    for cond, why in ((before_step is not None, "a before_step callback runs between steps"),
+                      (lr_schedule is not None, "a Python lr_schedule"),
+                      (target_loss is not None, "target_loss needs the loss on the host")):
+        if cond:
+            return "eager", why
+    return "cuda-graph", ""
+
+
+def _adam_cuda_graph(params, loss_fn, steps: int, lr: float, bar) -> torch.Tensor:
+    """Adam steps replayed from one captured CUDA graph (forward, backward, update).
+
+    Warm-up steps (needed before capture) run on a side stream; parameters and
+    optimizer state are then restored, so step k of the replay is step k of the
+    eager loop from the same start (to rounding).
+    """
+    start = [p.detach().clone() for p in params]
+    opt = torch.optim.Adam(params, lr=lr, capturable=True)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            loss_fn().sum().backward()
+            opt.step()
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.no_grad():
+        for p, p0 in zip(params, start):
+            p.copy_(p0)
+        for st in opt.state.values():
+            for v in st.values():
+                if torch.is_tensor(v):
+                    v.zero_()
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_loss = loss_fn()
+        static_loss.sum().backward()
+        opt.step()
+    buf = torch.empty((steps,) + tuple(static_loss.shape), dtype=torch.float64, device=static_loss.device)
+    for i in range(steps):
+        graph.replay()
+        buf[i].copy_(static_loss.detach())
+        if bar is not None and (i % 1000 == 999 or i == steps - 1):
+            bar.update(1000 if i % 1000 == 999 else (i % 1000) + 1)
+    torch.cuda.synchronize()
+    return buf
