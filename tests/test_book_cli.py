@@ -1,0 +1,105 @@
+"""The book's command line: one-line reasons and non-zero exits for bad input."""
+import os
+
+import pytest
+
+from msnn import book
+
+CHAPTER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# A chapter
+
+```{{code-cell}} ipython3
+{tags}
+profile = "quick"
+device = "auto"
+seed = 0
+```
+
+```{{code-cell}} ipython3
+{body}
+```
+"""
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    (tmp_path / "_config.yml").write_text("title: t\n")
+    (tmp_path / "book").mkdir()
+    monkeypatch.setenv("MSNN_BOOK_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def _chapter(root, name, body="x = 1", tagged=True):
+    (root / "book" / name).write_text(CHAPTER.format(tags=":tags: [parameters]" if tagged else "", body=body))
+
+
+def test_unknown_chapter_and_profile(root, capsys):
+    _chapter(root, "01-a.md")
+    assert book.main(["run", "07"]) == 2
+    assert "unknown chapter '07'; valid: 01-a" in capsys.readouterr().err
+    assert book.main(["run", "--profile", "fast"]) == 2
+    assert "valid: quick, full, paper" in capsys.readouterr().err
+
+
+def test_missing_parameters_cell(root, capsys):
+    _chapter(root, "01-a.md", tagged=False)
+    assert book.main(["run", "01"]) == 2
+    assert "exactly one code cell tagged 'parameters'" in capsys.readouterr().err
+
+
+def test_cuda_without_gpu(root, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    _chapter(root, "01-a.md")
+    assert book.main(["run", "01", "--device", "cuda"]) == 2
+    assert "no GPU is visible" in capsys.readouterr().err
+
+
+def test_failing_cell_keeps_partial_and_last_good_page(root, capsys):
+    _chapter(root, "01-a.md", body="raise RuntimeError('boom')")
+    good = root / "book" / "01-a.ipynb"
+    good.write_text("last good page")
+    assert book.main(["run", "01"]) == 2
+    err = capsys.readouterr().err
+    assert "chapter 01-a: cell" in err and "RuntimeError" in err
+    assert good.read_text() == "last good page"
+    assert (root / "book" / "_failed" / "01-a.quick.ipynb").exists()
+
+
+def test_successful_run_writes_page_and_claims(root):
+    _chapter(root, "01-a.md", body=(
+        "from msnn.book import chapter_context\nfrom msnn.claims import at_most\n"
+        "ctx = chapter_context('01-a', profile, device, seed)\n"
+        "ctx.claims.add('1', 'w', 'p', 0.5, at_most(1)); ctx.claims.save()"))
+    assert book.main(["run", "01", "--reference"]) == 0
+    assert (root / "book" / "01-a.ipynb").exists()
+    assert (root / "tests" / "notebooks" / "01-a.ipynb").exists()
+    import json
+
+    claims = json.loads((root / "book" / "01-a.claims.json").read_text())
+    assert claims["counts"]["PASS"] == 1 and claims["run"]["profile"] == "quick"
+
+
+def test_checkpoint_path_only_when_asked(monkeypatch, tmp_path):
+    monkeypatch.delenv(book.CHECKPOINT_ENV, raising=False)
+    assert book.checkpoint_path("x") is None
+    monkeypatch.setenv(book.CHECKPOINT_ENV, str(tmp_path / "ck"))
+    assert book.checkpoint_path("x") == os.path.join(str(tmp_path / "ck"), "x.pt")
+
+
+def test_chapter_context_rejects_bad_profile():
+    with pytest.raises(ValueError, match="unknown profile"):
+        book.chapter_context("01", "fast")
