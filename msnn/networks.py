@@ -14,7 +14,8 @@ Every network here can hold an *ensemble* of ``n_models`` independent members of
 one shape: the weights carry a leading member axis and the forward pass is a
 batched matrix product, so eight seeds train at about the cost of one. A member
 initialised from seed ``s`` is identical to a single network initialised from
-``s``.
+``s``. Members may also carry their own scale factor (``member_kappa_hat``), so a scan
+over ``kappa_hat`` (Fig. 4) is one batched network too.
 
 The library never changes global torch defaults: dtype and device are set on the
 network's own tensors (float64 unless asked otherwise).
@@ -27,7 +28,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["StageNetwork", "xavier_std", "kappa_from_hat"]
+__all__ = ["StageNetwork", "FourierFeatureNetwork", "xavier_std", "kappa_from_hat"]
 
 _ACTIVATIONS = ("tanh", "sin")
 
@@ -57,6 +58,9 @@ class StageNetwork(nn.Module):
         kappa_hat: modified scale factor (eq. 2.8); a scalar, or one value per input
             axis (then each input axis gets its own kappa). ``kappa_hat=None`` means
             kappa = 1 (a regular network).
+        member_kappa_hat: one modified scale factor per ensemble member, shape
+            (n_models,) or (n_models, d); overrides ``kappa_hat`` (used by scans over
+            kappa_hat that train all values as one batched ensemble, Fig. 4).
         n_models: number of ensemble members (independent networks of this shape).
         seed: seed of member 0; member k is initialised from ``seed + k`` unless
             ``seeds`` is given.
@@ -77,6 +81,7 @@ class StageNetwork(nn.Module):
         *,
         first_activation: str = "tanh",
         kappa_hat=None,
+        member_kappa_hat=None,
         n_models: int = 1,
         ensemble: bool | None = None,
         seed: int = 0,
@@ -124,6 +129,22 @@ class StageNetwork(nn.Module):
                 raise ValueError(f"kappa_hat must be finite and positive, got {kh.tolist()}")
         self.kappa_hat = kh.clone()
         kappa = kappa_from_hat(kh, sizes[0], sizes[1])
+        self.member_kappa_hat = None
+        if member_kappa_hat is not None:
+            mk = torch.as_tensor(member_kappa_hat, dtype=torch.float64)
+            if mk.dim() == 1:
+                mk = mk[:, None]
+            if mk.dim() != 2 or mk.shape[0] != self.n_models or mk.shape[1] not in (1, self.in_dim):
+                raise ValueError(
+                    f"member_kappa_hat needs shape ({self.n_models},) or ({self.n_models}, {self.in_dim}), "
+                    f"got {tuple(torch.as_tensor(member_kappa_hat).shape)}")
+            mk = mk.expand(self.n_models, self.in_dim).clone()
+            if not torch.all(torch.isfinite(mk)) or torch.any(mk <= 0):
+                raise ValueError(f"member_kappa_hat must be finite and positive, got {mk.flatten().tolist()}")
+            self.member_kappa_hat = mk
+            self.kappa_hat = mk[0].clone()
+            # one kappa per member: shape (E, 1, d), broadcast against (N, d) inputs
+            kappa = kappa_from_hat(mk, sizes[0], sizes[1])[:, None, :]
         # kappa scales the rows of W_0 (one per input axis): x W_0 -> (x * kappa) W_0.
         self.register_buffer("kappa", kappa.to(dtype=dtype, device=device))
 
@@ -165,7 +186,7 @@ class StageNetwork(nn.Module):
             x = x[:, None]
         if x.shape[-1] != self.in_dim:
             raise ValueError(f"expected inputs with {self.in_dim} columns, got shape {tuple(x.shape)}")
-        h = x * self.kappa  # (N, d): kappa on W_0 only, never on the bias
+        h = x * self.kappa  # (N, d) or (E, N, d): kappa on W_0 only, never on the bias
         if h.dim() == 2:
             h = h.unsqueeze(0).expand(self.n_models, -1, -1)
         h = torch.baddbmm(self.biases[0], h, self.weights[0])
@@ -179,7 +200,8 @@ class StageNetwork(nn.Module):
         """A single (non-ensemble) copy of member ``k`` with the same weights."""
         net = StageNetwork(
             self.in_dim, self.widths, first_activation=self.first_activation,
-            kappa_hat=self.kappa_hat, seeds=[self.seeds[k]], init=self.init,
+            kappa_hat=self.kappa_hat if self.member_kappa_hat is None else self.member_kappa_hat[k],
+            seeds=[self.seeds[k]], init=self.init,
             dtype=self.dtype, device=self.device,
         )
         with torch.no_grad():
@@ -188,6 +210,10 @@ class StageNetwork(nn.Module):
         return net
 
     def extra_repr(self) -> str:
+        if self.member_kappa_hat is not None:
+            return (f"sizes={list(self.sizes)}, first_activation={self.first_activation}, "
+                    f"member_kappa_hat={[round(v, 4) for v in self.member_kappa_hat[:, 0].tolist()]}, "
+                    f"n_models={self.n_models}")
         kh = self.kappa_hat.tolist()
         return (
             f"sizes={list(self.sizes)}, first_activation={self.first_activation}, "
@@ -196,3 +222,60 @@ class StageNetwork(nn.Module):
             f"sizes={list(self.sizes)}, first_activation={self.first_activation}, "
             f"kappa_hat={[round(v, 4) for v in kh]}, n_models={self.n_models}"
         )
+
+
+class FourierFeatureNetwork(nn.Module):
+    """Random Fourier features followed by a tanh MLP (Tancik et al. 2020; Fig. 3(d)).
+
+        gamma(x) = [cos(2 pi x B), sin(2 pi x B)],  B_ij ~ N(0, sigma^2),
+
+    with ``B`` fixed (not trained), then ``widths`` tanh layers and a linear output.
+    Wang & Lai (2024), Section 2.2.2, compare it with a sine first layer scaled by
+    kappa (chapter ``ch-spectral-bias``).
+
+    Args:
+        in_dim: number of inputs d.
+        n_features: number of frequencies (the features are twice as many).
+        sigma: standard deviation of the frequencies, in cycles per unit of input.
+        widths: hidden widths of the MLP after the features.
+        seed: seeds the frequencies and the Xavier-normal weights (biases zero).
+        dtype, device: of the parameters (float64 by default).
+
+    ``forward(x)`` takes shape (N, d) or (N,) and returns shape (N,).
+    """
+
+    def __init__(self, in_dim: int = 1, n_features: int = 32, sigma: float = 5.0,
+                 widths: Sequence[int] = (20, 20, 20), *, seed: int = 0,
+                 dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> None:
+        super().__init__()
+        if in_dim < 1 or n_features < 1:
+            raise ValueError(f"in_dim and n_features must be >= 1, got {in_dim}, {n_features}")
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be finite and positive, got {sigma}")
+        widths = tuple(int(w) for w in widths)
+        if len(widths) < 1 or any(w < 1 for w in widths):
+            raise ValueError(f"widths must be a non-empty list of positive ints, got {widths}")
+        self.in_dim, self.n_features, self.sigma, self.widths = int(in_dim), int(n_features), float(sigma), widths
+        g = torch.Generator().manual_seed(int(seed) * 1000 + 999)
+        B = torch.randn(self.in_dim, self.n_features, generator=g, dtype=torch.float64) * self.sigma
+        self.register_buffer("B", B.to(dtype=dtype, device=device))
+        sizes = (2 * self.n_features,) + widths + (1,)
+        weights, biases = [], []
+        for l in range(len(sizes) - 1):
+            g = torch.Generator().manual_seed(int(seed) * 1000 + l)
+            w = torch.randn(sizes[l], sizes[l + 1], generator=g, dtype=torch.float64) * xavier_std(sizes[l], sizes[l + 1])
+            weights.append(nn.Parameter(w.to(dtype=dtype, device=device)))
+            biases.append(nn.Parameter(torch.zeros(sizes[l + 1], dtype=dtype, device=device)))
+        self.weights = nn.ParameterList(weights)
+        self.biases = nn.ParameterList(biases)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 1:
+            x = x[:, None]
+        if x.shape[-1] != self.in_dim:
+            raise ValueError(f"expected inputs with {self.in_dim} columns, got shape {tuple(x.shape)}")
+        z = 2 * math.pi * (x @ self.B)
+        h = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            h = torch.tanh(h @ w + b)
+        return (h @ self.weights[-1] + self.biases[-1])[..., 0]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["style", "stage_colors", "plot_loss_histories", "plot_rms_histories", "plot_spectrum",
-           "plot_stage_fits", "plot_power_law", "iteration_axis"]
+           "plot_stage_fits", "plot_power_law", "iteration_axis", "plot_seed_errorbars",
+           "plot_member_losses", "plot_kappa_scan"]
 
 
 def style() -> None:
@@ -102,4 +103,54 @@ def plot_power_law(ax, eps, f_d, alpha: float, f0: float, label: str = "stages",
     ax.set_xlabel(r"$\epsilon$ (rms of residue)")
     ax.set_ylabel(r"$f_d$")
     ax.invert_xaxis()
+    return ax
+
+
+def plot_seed_errorbars(ax, values, rms, xlabel: str, color="k", label=None, logx: bool = False):
+    """Mean +- std over seeds of an rms error against a swept setting (cf. Fig. 15(a-c)).
+
+    ``rms`` has shape (len(values), n_seeds).
+    """
+    rms = np.asarray(rms, dtype=float)
+    ax.errorbar(values, rms.mean(axis=1), yerr=rms.std(axis=1), fmt="o-", color=color, capsize=3,
+                lw=1, label=label)
+    ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("rms error")
+    return ax
+
+
+def plot_member_losses(ax, losses, color="k", label=None, lw=0.8, alpha=0.6):
+    """Training loss of every ensemble member over its iterations (one label for all)."""
+    for k, h in enumerate(losses):
+        ax.semilogy(np.arange(1, len(h) + 1), h, color=color, lw=lw, alpha=alpha,
+                    label=label if k == 0 else None)
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("loss")
+    return ax
+
+
+def plot_kappa_scan(ax, kappa_hat, val_rms, train_rms=None, f_d: float | None = None,
+                    n_d: int | None = None):
+    """Validation (and training) rms error against kappa_hat, with pi f_d and N_d/6 (cf. Fig. 4(c)).
+
+    ``val_rms`` and ``train_rms`` have shape (len(kappa_hat), n_seeds).
+    """
+    kappa_hat = np.asarray(kappa_hat, dtype=float)
+    v = np.asarray(val_rms, dtype=float)
+    ax.errorbar(kappa_hat, v.mean(axis=1), yerr=v.std(axis=1), fmt="o-", color="k", capsize=3, lw=1,
+                label="validation (dense grid)")
+    if train_rms is not None:
+        t = np.asarray(train_rms, dtype=float)
+        ax.plot(kappa_hat, t.mean(axis=1), "s--", color="tab:gray", lw=1, ms=4, label="training points")
+    if f_d is not None:
+        ax.axvline(np.pi * f_d, color="tab:blue", ls=":", lw=1.2, label=r"$\pi f_d$")
+    if n_d is not None:
+        ax.axvline(n_d / 6, color="tab:red", ls=":", lw=1.2, label=r"$N_d/6$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$\hat\kappa$")
+    ax.set_ylabel("rms error")
     return ax

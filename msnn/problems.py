@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["eq_2_2", "eq_2_6", "code_target_1d", "si_target_2d", "uniform_grid", "grid_2d"]
+__all__ = ["eq_2_2", "eq_2_6", "eq_2_6_dx", "code_target_1d", "si_target_2d", "uniform_grid", "grid_2d"]
 
 
 def eq_2_2(x):
@@ -20,6 +20,13 @@ def eq_2_6(x, m: float):
     """u(x) = (1 - x^2/2) cos(m (x + 0.5 x^3)), the high-frequency target of eq. (2.6) (Figs. 2-4)."""
     x = np.asarray(x, dtype=np.float64)
     return (1 - x ** 2 / 2) * np.cos(m * (x + 0.5 * x ** 3))
+
+
+def eq_2_6_dx(x, m: float):
+    """du/dx of eq. (2.6): -x cos(m s) - (1 - x^2/2) m (1 + 1.5 x^2) sin(m s), s = x + 0.5 x^3 (Fig. 2(c))."""
+    x = np.asarray(x, dtype=np.float64)
+    s = x + 0.5 * x ** 3
+    return -x * np.cos(m * s) - (1 - x ** 2 / 2) * m * (1 + 1.5 * x ** 2) * np.sin(m * s)
 
 
 def code_target_1d(x):

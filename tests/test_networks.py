@@ -70,3 +70,30 @@ def test_bad_arguments(kw, msg):
 def test_float32_dtype_follows():
     net = StageNetwork(1, (4,), dtype=torch.float32)
     assert net(torch.zeros(3, 1)).dtype == torch.float32
+
+
+def test_fourier_feature_network():
+    import numpy as np
+
+    from msnn.networks import FourierFeatureNetwork
+
+    a = FourierFeatureNetwork(1, 16, sigma=5.0, widths=(8, 8), seed=3)
+    b = FourierFeatureNetwork(1, 16, sigma=5.0, widths=(8, 8), seed=3)
+    x = torch.linspace(-1, 1, 11, dtype=torch.float64)
+    assert a(x).shape == (11,) and torch.equal(a(x), b(x))
+    assert not a.B.requires_grad and a.B.shape == (1, 16)
+    assert abs(float(a.B.std()) - 5.0) < 3.0
+    with pytest.raises(ValueError, match="sigma"):
+        FourierFeatureNetwork(1, 16, sigma=0.0)
+    with pytest.raises(ValueError, match="columns"):
+        a(torch.zeros(4, 2, dtype=torch.float64))
+
+
+def test_eq_2_6_derivative():
+    import numpy as np
+
+    from msnn.problems import eq_2_6, eq_2_6_dx
+
+    x = np.linspace(-1, 1, 20001)
+    fd = np.gradient(eq_2_6(x, 30), x)
+    assert np.abs(fd - eq_2_6_dx(x, 30))[2:-2].max() < 1e-3
