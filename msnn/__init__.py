@@ -5,7 +5,20 @@ of machine precision" (J. Comput. Phys. 2024) and Ng, Wang & Lai,
 "Spectrum-informed multistage neural network" (2024).
 """
 from .claims import Claim, ClaimTable
-from .networks import StageNetwork, kappa_from_hat, xavier_std
+from .ensemble import EnsembleFit, fit_ensemble
+from .networks import FourierFeatureNetwork, StageNetwork, kappa_from_hat, xavier_std
+from .pinn import (
+    RAR,
+    PINNProblem,
+    StagedSolution,
+    algorithm2,
+    algorithm3,
+    estimate_next_stage,
+    gamma_bound,
+    grad,
+    laplacian,
+    train_pinn,
+)
 from .regression import (
     Float32Warning,
     MultistageRegressor,
@@ -21,17 +34,30 @@ __version__ = "0.1.0"
 __all__ = [
     "Claim",
     "ClaimTable",
+    "EnsembleFit",
+    "FourierFeatureNetwork",
     "Float32Warning",
     "MultistageRegressor",
+    "PINNProblem",
+    "RAR",
     "SparseDataWarning",
     "StageNetwork",
     "StageRecord",
+    "StagedSolution",
     "TrainHistory",
+    "algorithm2",
+    "algorithm3",
     "choose_kappa_hat",
     "dominant_frequency",
     "dominant_frequency_2d",
     "dominant_frequency_scattered",
+    "estimate_next_stage",
+    "fit_ensemble",
+    "gamma_bound",
+    "grad",
     "kappa_from_hat",
+    "laplacian",
     "train",
+    "train_pinn",
     "xavier_std",
 ]

@@ -63,7 +63,11 @@ class ChapterContext:
 def chapter_context(chapter: str, profile: str, device: str = "auto", seed: int = 0) -> ChapterContext:
     """Validate a chapter's parameters and return its :class:`ChapterContext`.
 
-    ``device="auto"`` picks CUDA when a GPU is visible, else the CPU.
+    ``device="auto"`` picks CUDA when a GPU is visible, else the CPU. On the CPU the
+    chapter's torch runs on one thread: the papers' networks are far too small to
+    gain from more, and on a shared machine extra threads that wait on each other
+    make steps ten times slower. (This is the book's setting for its own chapters;
+    the ``msnn`` library itself never changes torch's global defaults.)
     """
     import torch
 
@@ -73,6 +77,8 @@ def chapter_context(chapter: str, profile: str, device: str = "auto", seed: int 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     dev = _resolve_device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(1)
     torch.manual_seed(seed)
     return ChapterContext(chapter, profile, dev, int(seed), ClaimTable(chapter, profile, dev.type))
 
@@ -221,9 +227,17 @@ def cmd_run(args) -> int:
 
 
 def cmd_build(args) -> int:
+    from . import scorecard
+
     root = _root()
-    exe = shutil.which("jupyter-book") or shutil.which("jb")
-    cmd = ([exe] if exe else [sys.executable, "-m", "jupyter_book"]) + ["build", root, "-W", "-n", "--keep-going"]
+    for path in scorecard.write(root):  # the landing page's chapter map and scorecard, from the claims
+        print(f"updated {os.path.relpath(path, root)}", flush=True)
+    # The jupyter-book next to this interpreter (a virtual environment that is not activated), else on PATH.
+    here = os.path.join(os.path.dirname(sys.executable), "jupyter-book")
+    exe = here if os.access(here, os.X_OK) else shutil.which("jupyter-book") or shutil.which("jb")
+    if not exe:
+        raise BookError("jupyter-book is not installed: pip install -e '.[book]'")
+    cmd = [exe, "build", root, "-W", "-n", "--keep-going"]
     if args.all:
         cmd.append("--all")
     print(" ".join(cmd), flush=True)
