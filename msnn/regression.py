@@ -186,8 +186,9 @@ class MultistageRegressor:
     Inputs are mapped affinely to [-1, 1] per axis; outputs are divided by their
     RMS, so that eps_0 = 1. Each stage trains with Adam then L-BFGS on its
     normalized residue; from the second stage on, the first layer is ``sin`` with
-    ``kappa_hat`` from the residue's dominant frequency (:func:`choose_kappa_hat`,
-    per input axis). On uniform data (a 1D grid or a full 2D tensor grid, in any
+    ``kappa_hat`` from the residue's dominant frequency (:func:`choose_kappa_hat`;
+    in 2D the frequency is read per axis and the largest sets one ``kappa_hat`` for
+    all axes). On uniform data (a 1D grid or a full 2D tensor grid, in any
     order) the frequency is read from the FFT of the residue at the training
     points; on scattered data the residue is first interpolated linearly onto a
     uniform grid with as many points (see :mod:`msnn.spectrum`).
@@ -349,8 +350,11 @@ class MultistageRegressor:
                 if self.kappa_hat is not None:
                     kh = np.broadcast_to(np.asarray(self.kappa_hat[n - 1], dtype=float), (xn.shape[1],)).tolist()
                 else:
-                    kh = [choose_kappa_hat(max(f, 1e-12), npts, self.kappa_factor)
-                          for f, npts in zip(f_d, grid.points_per_axis)]
+                    # one kappa_hat for every axis, from the largest per-axis frequency: a
+                    # residue whose peak lies on an axis (f_x = 0, say) still varies along
+                    # that axis at other modes, and kappa_hat ~ 0 would make it unlearnable
+                    f_max = max(max(f_d), 1e-12)
+                    kh = [choose_kappa_hat(f_max, min(grid.points_per_axis), self.kappa_factor)] * len(f_d)
                 for f, npts in zip(f_d, grid.points_per_axis):
                     if npts < 6 * math.pi * f:
                         warnings.warn(
