@@ -6,6 +6,7 @@ of machine precision" (J. Comput. Phys. 2024) and Ng, Wang & Lai,
 """
 from .claims import Claim, ClaimTable
 from .ensemble import EnsembleFit, fit_ensemble
+from .multistage_pinn import MultistagePINN, PINNStageRecord
 from .networks import FourierFeatureNetwork, StageNetwork, kappa_from_hat, xavier_std
 from .pinn import (
     RAR,
@@ -37,8 +38,10 @@ __all__ = [
     "EnsembleFit",
     "FourierFeatureNetwork",
     "Float32Warning",
+    "MultistagePINN",
     "MultistageRegressor",
     "PINNProblem",
+    "PINNStageRecord",
     "RAR",
     "SparseDataWarning",
     "StageNetwork",

@@ -1,0 +1,545 @@
+"""Algorithm 4 of Wang & Lai (2024): multi-stage PINNs to machine precision.
+
+The solution is built in stages (eq. 3.41-3.43),
+
+    u_k^(c)(x) = u_(k-1)^(c)(x) + eps_k u_k(x; kappa_k),
+
+and every stage is trained on the *original* equation with the earlier stages
+frozen, which is the same as training the new network on the linearized
+higher-stage equation (3.13) whose source is the previous residue. The settings of
+stage k are read from the residue r_k of the stages before it, never typed in:
+
+- the magnitude prefactor eps_k = eps_r / (eps_beta prod_i [2 pi f_d^(r, x_i)]^(m_i))
+  (eq. 3.9, 3.17, 3.19; :func:`msnn.pinn.estimate_next_stage`);
+- the scale factor kappa_hat_k = factor * pi * f_d^(r) per input axis (eq. 3.18, 2.9);
+- the equation weight gamma_k from eq. (3.32), gamma <= L_d / (L_e + L_d), with the
+  initial losses L_d ~ eps_k^2 and L_e ~ eps_r^2 of the new stage, or from
+  Algorithm 3 (:func:`msnn.pinn.algorithm3`);
+- the gPINN weight gamma_g = ||r||^2 / ||grad r||^2 of the residue (eq. 3.39-3.40).
+
+:class:`MultistagePINN` is the driver; chapter ``ch-multistage-pinn`` of the book
+runs it on eq. (3.3) and on the diffusion equation (3.44).
+
+Example (eq. 3.3, two stages, a few seconds on a CPU)::
+
+    from msnn.pinn_problems import ode_3_3
+    sol = MultistagePINN(ode_3_3(), orders=(1,), n_stages=2, adam_steps=[1000, 1000],
+                         lbfgs_steps=[500, 1000], gamma=[0.23, None], gpinn=True).solve()
+    sol.records_[-1].error_rms      # rms error against e^x - x - 1 after two stages
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .pinn import (RAR, grad, PINNProblem, StagedSolution, algorithm3, estimate_next_stage, gamma_bound,
+                   residual_grid, train_pinn)
+from .regression import _resolve_device
+from .spectrum import dominant_frequency, dominant_frequency_2d
+
+__all__ = ["MultistagePINN", "PINNStageRecord", "diffusion_3_44", "finite_difference_points"]
+
+
+@dataclass
+class PINNStageRecord:
+    """What stage k of Algorithm 4 was given and what it did.
+
+    Attributes:
+        stage: 1-based stage number.
+        eps: the magnitude prefactor eps_k the stage was built with (eq. 3.19; eps_0 for stage 1).
+        eps_r: RMS of the residue r_k the stage was set up from (the source for stage 1).
+        f_d: dominant frequency of that residue per input axis (eq. 3.16, 3.18).
+        kappa_hat: the modified scale factor per axis of the stage's first layer (None: regular).
+        gamma, gamma_g: equation and gPINN weights used (eq. 3.32 / Algorithm 3, eq. 3.40).
+        gamma_source: where gamma came from ("given", "eq. 3.32", "algorithm 3").
+        widths: hidden widths of the stage network.
+        n_weights: weights and biases of the stage network.
+        loss_d, loss_e, loss_g: data, equation and residual-gradient losses per Adam step
+            and L-BFGS evaluation (unnormalized).
+        adam_steps, lbfgs_iterations, lbfgs_evaluations: the optimizer's work.
+        residue_rms: RMS of the residue after the stage, on a uniform grid.
+        residue_f_d: dominant frequency of that residue per axis.
+        error_rms: RMS error of u^(c) against the exact solution after the stage
+            (NaN if the problem has none), on the same grid.
+        error_max: max |error| there.
+        error_f_d: dominant frequency of the error per axis (NaN without exact solution).
+        seconds: wall time of the stage (training and diagnostics).
+    """
+
+    stage: int
+    eps: float
+    eps_r: float
+    f_d: list
+    kappa_hat: list | None
+    gamma: float
+    gamma_g: float
+    gamma_source: str
+    widths: tuple
+    n_weights: int
+    loss_d: np.ndarray = field(repr=False)
+    loss_e: np.ndarray = field(repr=False)
+    loss_g: np.ndarray = field(repr=False)
+    adam_steps: int = 0
+    lbfgs_iterations: int = 0
+    lbfgs_evaluations: int = 0
+    residue_rms: float = math.nan
+    residue_f_d: list = field(default_factory=list)
+    error_rms: float = math.nan
+    error_max: float = math.nan
+    error_f_d: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def iterations(self) -> int:
+        """Adam steps plus L-BFGS iterations (line-search evaluations not counted, PAPER.md G9)."""
+        return self.adam_steps + self.lbfgs_iterations
+
+    @property
+    def evaluations(self) -> int:
+        """Adam steps plus L-BFGS function evaluations (the length of the loss histories)."""
+        return self.adam_steps + self.lbfgs_evaluations
+
+
+def _per_stage(value, n: int, name: str) -> list:
+    """A setting per stage: one value for all stages, or a list of n values."""
+    if isinstance(value, (list, tuple)) and not (name == "widths" and value and not isinstance(value[0], (list, tuple))):
+        if len(value) != n:
+            raise ValueError(f"{name} needs 1 or n_stages = {n} values, got {len(value)}")
+        return list(value)
+    return [value] * n
+
+
+def _count(v, name: str, minimum: int = 0) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
+class MultistagePINN:
+    """Algorithm 4: a PINN solved in stages, each set up from the previous residue.
+
+    Implements Algorithm 4 of Wang & Lai (2024), eq. (3.41)-(3.43). Stage 1 is a
+    regular network (tanh first layer) scaled by ``eps0``; stage k >= 2 has a sin
+    first layer with kappa_hat_k and prefactor eps_k from the residue of the stages
+    before it (eq. 3.18-3.19), and only its own parameters train.
+
+    Every per-stage option takes one value (all stages) or a list of ``n_stages``.
+
+    Args:
+        problem: the equation (:class:`msnn.pinn.PINNProblem`), normalized so that its
+            largest term is O(1) (Algorithm 4's prerequisite).
+        orders: multi-index of the dominant derivative for eq. (3.19), e.g. ``(1,)`` for
+            eq. (3.3) and ``(0, 2)`` for u_xx with inputs (t, x) (see
+            :func:`msnn.pinn.magnitude_estimate`).
+        eps_beta: RMS of the dominant derivative's coefficient (eq. 3.17), e.g. 0.5 for
+            (1/2) u_xx.
+        n_stages: number of stages.
+        widths: hidden widths per stage (one tuple, or one per stage).
+        adam_steps, lbfgs_steps: optimizer budget per stage (Adam first, then L-BFGS).
+        lr: Adam learning rate per stage.
+        lr_schedule: optional factor on lr per Adam step (one callable or one per stage).
+        n_collocation: collocation points per stage.
+        resample_every: re-draw the points every this many Adam steps (0: never).
+        sampler: "lhs" or "uniform".
+        margin: widen the sampling box by this fraction (the authors' 1D code: 0.01).
+        extra_points: points always in the collocation set (e.g. the endpoints).
+        gamma: equation weight per stage in (0, 1); ``None`` for eq. (3.32) with the new
+            stage's initial losses L_d ~ eps_k^2 and L_e ~ eps_r^2; ``"algorithm3"`` for
+            Algorithm 3 (``algorithm3_n0`` Adam steps per round).
+        gpinn: use the gradient-enhanced loss (eq. 3.38); per stage.
+        gamma_g: gPINN weight per stage; ``None`` for eq. (3.40) on the current residue.
+        rar: residual-based adaptive refinement per stage (:class:`msnn.pinn.RAR` or None).
+        eps0: magnitude prefactor of stage 1 (1 for a normalized equation).
+        kappa_hat0: modified scale factor of stage 1 (None: a regular network).
+        factor: kappa_hat = factor * pi * f_d (2 by default, inside eq. 2.9's bound).
+        n_grid: points per axis of the uniform grid for residues, spectra and errors.
+        pad: zero-padding factor of the spectra.
+        init: weight initialization of the stage networks.
+        dtype: float64 (the default; machine precision needs it).
+        device: "auto", "cpu", "cuda" or a torch.device.
+        seed: seed of stage 1's network and collocation draws (stage k uses seed + k - 1).
+        progress: progress bars (default: unless MSNN_PROGRESS=0).
+        checkpoint: a file; after every stage the solution is saved there, and a run
+            with the same settings resumes from it.
+
+    Fitted attributes (after :meth:`solve`):
+        model_: the :class:`msnn.pinn.StagedSolution`.
+        records_: one :class:`PINNStageRecord` per stage.
+        runs_: the :class:`msnn.pinn.PINNRun` of every stage trained in this process.
+
+    Raises:
+        ValueError: non-positive counts, a per-stage list of the wrong length, gamma outside
+            (0, 1), a float32 dtype, or orders that do not match the problem's dimension.
+    """
+
+    def __init__(self, problem: PINNProblem, *, orders, eps_beta: float = 1.0, n_stages: int = 3,
+                 widths=(20, 20, 20), adam_steps=5000, lbfgs_steps=0, lr=1e-3, lr_schedule=None,
+                 n_collocation=201, resample_every=100, sampler: str = "lhs", margin: float = 0.0,
+                 extra_points=None, gamma=None, gpinn=False, gamma_g=None, rar=None, eps0: float = 1.0,
+                 kappa_hat0=None, factor: float = 2.0, n_grid: int = 2501, pad: int = 1,
+                 algorithm3_n0: int = 500, init: str = "xavier_normal", dtype: torch.dtype = torch.float64,
+                 device="auto", seed: int = 0, progress: bool | None = None, checkpoint=None):
+        if not isinstance(problem, PINNProblem):
+            raise ValueError(f"problem must be a PINNProblem, got {type(problem).__name__}")
+        self.problem = problem
+        n = _count(n_stages, "n_stages", 1)
+        self.n_stages = n
+        m = np.atleast_1d(np.asarray(orders))
+        terms = [orders] if np.ndim(orders) <= 1 else list(orders)
+        for t in terms:
+            if np.atleast_1d(np.asarray(t)).size != problem.dim:
+                raise ValueError(f"orders {list(np.atleast_1d(t))} need one entry per input axis ({problem.dim})")
+        if m.size == 0 or np.any(np.asarray(terms) < 0) or np.sum(terms) <= 0:
+            raise ValueError(f"orders must be non-negative with at least one derivative, got {orders!r}")
+        self.orders = orders
+        if not (math.isfinite(eps_beta) and eps_beta > 0):
+            raise ValueError(f"eps_beta must be finite and positive, got {eps_beta}")
+        self.eps_beta = float(eps_beta)
+        if dtype != torch.float64:
+            raise ValueError("MultistagePINN runs in float64: machine precision is not reachable in "
+                             f"{dtype} (errors stop near its epsilon)")
+        self.dtype = dtype
+        self.widths = [tuple(int(v) for v in w) for w in _per_stage(widths, n, "widths")]
+        for w in self.widths:
+            if not w or any(v < 1 for v in w):
+                raise ValueError(f"widths must be non-empty tuples of positive ints, got {w}")
+        self.adam_steps = [_count(v, "adam_steps") for v in _per_stage(adam_steps, n, "adam_steps")]
+        self.lbfgs_steps = [_count(v, "lbfgs_steps") for v in _per_stage(lbfgs_steps, n, "lbfgs_steps")]
+        for a, b in zip(self.adam_steps, self.lbfgs_steps):
+            if a + b == 0:
+                raise ValueError("every stage needs adam_steps + lbfgs_steps > 0")
+        self.lr = [float(v) for v in _per_stage(lr, n, "lr")]
+        if any(not v > 0 for v in self.lr):
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        self.lr_schedule = _per_stage(lr_schedule, n, "lr_schedule")
+        self.n_collocation = [_count(v, "n_collocation", 1) for v in _per_stage(n_collocation, n, "n_collocation")]
+        self.resample_every = [_count(v, "resample_every") for v in _per_stage(resample_every, n, "resample_every")]
+        if sampler not in ("lhs", "uniform"):
+            raise ValueError(f"sampler must be 'lhs' or 'uniform', got {sampler!r}")
+        self.sampler, self.margin, self.extra_points = sampler, float(margin), extra_points
+        self.gamma = _per_stage(gamma, n, "gamma")
+        for g in self.gamma:
+            if g is None or g == "algorithm3":
+                continue
+            if isinstance(g, str) or not 0 < float(g) < 1:
+                raise ValueError(f"gamma must lie in (0, 1), be None (eq. 3.32) or 'algorithm3', got {g!r}")
+        self.gpinn = [bool(v) for v in _per_stage(gpinn, n, "gpinn")]
+        self.gamma_g = _per_stage(gamma_g, n, "gamma_g")
+        for g in self.gamma_g:
+            if g is not None and not float(g) >= 0:
+                raise ValueError(f"gamma_g must be >= 0 or None (eq. 3.40), got {g!r}")
+        self.rar = _per_stage(rar, n, "rar")
+        for r in self.rar:
+            if r is not None and not isinstance(r, RAR):
+                raise ValueError(f"rar must be a msnn.pinn.RAR or None, got {type(r).__name__}")
+        if not (math.isfinite(eps0) and eps0 > 0):
+            raise ValueError(f"eps0 must be finite and positive, got {eps0}")
+        self.eps0, self.kappa_hat0 = float(eps0), kappa_hat0
+        if not factor > 1:
+            raise ValueError(f"factor must exceed 1 (kappa_hat > pi f_d, eq. 2.9), got {factor}")
+        self.factor = float(factor)
+        self.n_grid = _count(n_grid, "n_grid", 16)
+        self.pad = _count(pad, "pad", 1)
+        self.algorithm3_n0 = _count(algorithm3_n0, "algorithm3_n0", 10)
+        self.init = init
+        self.device = _resolve_device(device)
+        self.seed = int(seed)
+        self.progress = progress
+        self.checkpoint = os.fspath(checkpoint) if checkpoint is not None else None
+
+    # ------------------------------------------------------------ diagnostics
+    def _grid(self):
+        axes = [np.linspace(lo, hi, self.n_grid) for lo, hi in self.problem.domain]
+        pts = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], 1)
+        return axes, pts
+
+    def _frequency(self, values: np.ndarray, axes) -> list:
+        spacing = [a[1] - a[0] for a in axes]
+        if self.problem.dim == 1:
+            return [dominant_frequency(values.ravel(), spacing[0], pad=self.pad)]
+        if self.problem.dim == 2:
+            return list(dominant_frequency_2d(values.reshape(len(axes[0]), len(axes[1])), tuple(spacing),
+                                              pad=self.pad).per_axis)
+        raise ValueError(f"frequencies need 1 or 2 input dimensions, got {self.problem.dim}")
+
+    def error(self, n_stages: int | None = None):
+        """``(axes, e)``: the error u_g - u^(c) on the uniform grid (shape (n,) or (n, n)).
+
+        Raises ValueError if the problem has no exact solution.
+        """
+        self._check_solved()
+        if self.problem.exact is None:
+            raise ValueError("the problem has no exact solution")
+        axes, pts = self._grid()
+        e = self.problem.exact(pts) - self.model_.predict(pts, n_stages)
+        return axes, e.reshape([len(a) for a in axes]) if self.problem.dim > 1 else e
+
+    def residue(self, n_stages: int | None = None):
+        """``(axes, r)``: the equation residue of the first ``n_stages`` stages on the uniform grid."""
+        self._check_solved()
+        if n_stages is None or n_stages == self.model_.n_stages:
+            return residual_grid(self.problem, self.model_, self.n_grid)
+        return residual_grid(self.problem, _Truncated(self.model_, n_stages), self.n_grid)
+
+    def _check_solved(self):
+        if not hasattr(self, "model_"):
+            raise ValueError("call solve() first")
+
+    # ------------------------------------------------------------ the loop
+    def _gamma(self, k: int, eps: float, eps_r: float, run_kwargs: dict) -> tuple[float, str]:
+        g = self.gamma[k]
+        if g is None:
+            # eq. (3.32): the new stage starts with L_d ~ eps_k^2 (its own output scale at the
+            # data points) and L_e ~ eps_r^2 (the residue it has to cancel)
+            return gamma_bound(eps ** 2, eps_r ** 2), "eq. 3.32"
+        if g == "algorithm3":
+            spec = self._stage_spec(k)
+
+            def fresh():
+                m = self._rebuild(k)  # earlier stages as trained, a fresh stage k
+                m.add_stage(spec["eps"], widths=self.widths[k], kappa_hat=spec["kappa_hat"], seed=self.seed + k,
+                            init=self.init)
+                return m
+
+            a3 = algorithm3(self.problem, fresh, gamma0=gamma_bound(eps ** 2, eps_r ** 2), n0=self.algorithm3_n0,
+                            **{kk: v for kk, v in run_kwargs.items() if kk not in ("adam_steps", "lbfgs_steps")})
+            return a3.gamma, "algorithm 3"
+        return float(g), "given"
+
+    def _estimate(self, k: int):
+        """eq. (3.18)-(3.19) on the current residue; an axis of the dominant derivative whose
+        f_d reads 0 (a residue with no oscillation along it) takes the largest frequency of the
+        other axes, so that eq. (3.19) stays finite."""
+        try:
+            return estimate_next_stage(self.problem, self.model_, self.orders, n_grid=self.n_grid,
+                                       eps_beta=self.eps_beta, factor=self.factor, widths=self.widths[k], pad=self.pad)
+        except ValueError:
+            est = estimate_next_stage(self.problem, self.model_, [1] * self.problem.dim, n_grid=self.n_grid,
+                                      eps_beta=1.0, factor=self.factor, widths=self.widths[k], pad=self.pad)
+            est.eps = _magnitude(est.eps_r, est.f_d, self.orders, self.eps_beta)
+            return est
+
+    def _stage_spec(self, k: int) -> dict:
+        return self._specs[k]
+
+    def _rebuild(self, k: int) -> StagedSolution:
+        """A copy of the first k trained stages (frozen), on the same device."""
+        m = StagedSolution(self.problem.dim, dtype=self.dtype, device=self.device)
+        for j in range(k):
+            rec = self.records_[j]
+            m.add_stage(rec.eps, widths=rec.widths, kappa_hat=rec.kappa_hat, seed=self.seed + j, init=self.init)
+        m.load_state_dict({kk: v for kk, v in self.model_.state_dict().items()
+                           if int(kk.split(".")[1]) < k})
+        for net in m.stages:
+            net.requires_grad_(False)
+        return m
+
+    def solve(self) -> "MultistagePINN":
+        """Run Algorithm 4 for ``n_stages`` stages; returns ``self``."""
+        p = self.problem
+        self.model_ = StagedSolution(p.dim, dtype=self.dtype, device=self.device)
+        self.records_: list[PINNStageRecord] = []
+        self.runs_ = []
+        self._specs = {}
+        axes, pts = self._grid()
+        exact = p.exact(pts) if p.exact is not None else None
+        start = self._resume()
+        for k in range(start, self.n_stages):
+            t0 = time.perf_counter()
+            # steps 3-4: the residue of the stages so far (the source for stage 1) sets eps_k and kappa_k
+            est = self._estimate(k)
+            if k == 0:
+                eps, kh = self.eps0, self.kappa_hat0
+            else:
+                eps, kh = est.eps, list(est.kappa_hat)
+            self._specs[k] = {"eps": eps, "kappa_hat": kh}
+            # step 7: gPINN weight from eq. (3.40) on the current residue
+            if self.gpinn[k]:
+                gg = self.gamma_g[k]
+                if gg is None:
+                    _, r = residual_grid(p, self.model_, self.n_grid)
+                    _, gr = residual_grid(p, self.model_, self.n_grid, gradient_norm=True)
+                    gg = float(np.sum(r ** 2) / max(np.sum(gr ** 2), 1e-300))
+                gg = float(gg)
+            else:
+                gg = 0.0
+            run_kwargs = dict(gamma_g=gg, n_collocation=self.n_collocation[k], sampler=self.sampler,
+                              resample_every=self.resample_every[k], adam_steps=self.adam_steps[k],
+                              lbfgs_steps=self.lbfgs_steps[k], lr=self.lr[k], margin=self.margin,
+                              rar=self.rar[k], extra_points=self.extra_points, seed=self.seed + k,
+                              lr_schedule=self.lr_schedule[k], progress=self.progress)
+            gamma, source = self._gamma(k, eps, est.eps_r, run_kwargs)
+            # steps 5-6: the ansatz u_k^(c) = u_(k-1)^(c) + eps_k u_k(x; kappa_k), earlier stages frozen
+            net = self.model_.add_stage(eps, widths=self.widths[k], kappa_hat=kh, seed=self.seed + k, init=self.init)
+            # step 8: train on the original equation
+            run = train_pinn(p, self.model_, gamma=gamma, desc=f"stage {k + 1}", **run_kwargs)
+            self.runs_.append(run)
+            _, r = residual_grid(p, self.model_, self.n_grid)
+            rec = PINNStageRecord(
+                stage=k + 1, eps=float(eps), eps_r=est.eps_r, f_d=[float(v) for v in est.f_d],
+                kappa_hat=None if kh is None else [float(v) for v in np.atleast_1d(kh)],
+                gamma=float(gamma), gamma_g=gg, gamma_source=source, widths=self.widths[k],
+                n_weights=net.n_weights(biases=True), loss_d=run.loss_d, loss_e=run.loss_e, loss_g=run.loss_g,
+                adam_steps=run.history.adam_steps, lbfgs_iterations=run.history.lbfgs_iterations,
+                lbfgs_evaluations=run.history.lbfgs_evaluations,
+                residue_rms=float(np.sqrt(np.mean(r ** 2))), residue_f_d=self._frequency(r, axes))
+            if exact is not None:
+                e = exact - self.model_.predict(pts)
+                rec.error_rms = float(np.sqrt(np.mean(e ** 2)))
+                rec.error_max = float(np.max(np.abs(e)))
+                rec.error_f_d = self._frequency(e, axes)
+            rec.seconds = time.perf_counter() - t0
+            self.records_.append(rec)
+            self._save()
+        return self
+
+    # ------------------------------------------------------------ results
+    def predict(self, x, n_stages: int | None = None) -> np.ndarray:
+        """u^(c) at points x of shape (N, d) (or (N,) in 1D), float64 numpy."""
+        self._check_solved()
+        return self.model_.predict(x, n_stages)
+
+    @property
+    def n_weights_(self) -> int:
+        """Weights and biases of all stages together."""
+        self._check_solved()
+        return int(sum(r.n_weights for r in self.records_))
+
+    def iterations(self) -> np.ndarray:
+        """Cumulative iterations (Adam steps + L-BFGS iterations) at the end of every stage."""
+        return np.cumsum([r.iterations for r in self.records_])
+
+    def history(self, key: str = "loss_e") -> tuple[np.ndarray, np.ndarray]:
+        """``(n, values)``: a loss over the cumulative evaluations (Adam steps + L-BFGS evaluations)."""
+        vals = [getattr(r, key) for r in self.records_]
+        return np.arange(1, sum(len(v) for v in vals) + 1), np.concatenate(vals) if vals else np.zeros(0)
+
+    def power_law_points(self, source: str = "residue") -> tuple[np.ndarray, np.ndarray]:
+        """``(eps, f_d)`` of the errors after every stage, for the power law f_d ~ eps^(-alpha) (eq. 2.11).
+
+        ``source="residue"``: the error magnitude read from the residue by eq. (3.19) and
+        the residue's dominant frequency (what Algorithm 4 sees: the eps_k and f_d of
+        every stage >= 2, then the estimate from the last residue). ``source="error"``: the
+        rms and dominant frequency of the true error u_g - u^(c) after each stage. In 2D,
+        f_d is |k|.
+        """
+        self._check_solved()
+        norm = lambda f: float(np.hypot(*f)) if len(f) > 1 else float(f[0])  # noqa: E731
+        if source == "error":
+            if self.problem.exact is None:
+                raise ValueError("the problem has no exact solution")
+            return (np.array([r.error_rms for r in self.records_]),
+                    np.array([norm(r.error_f_d) for r in self.records_]))
+        if source != "residue":
+            raise ValueError(f"source must be 'residue' or 'error', got {source!r}")
+        eps = [r.eps for r in self.records_[1:]]
+        fd = [norm(r.f_d) for r in self.records_[1:]]
+        last = self.records_[-1]
+        eps.append(_magnitude(last.residue_rms, last.residue_f_d, self.orders, self.eps_beta))
+        fd.append(norm(last.residue_f_d))
+        return np.array(eps), np.array(fd)
+
+    def summary(self) -> list[dict]:
+        """One row per stage: the estimates it was built from and what it reached."""
+        out = []
+        for r in self.records_:
+            out.append({"stage": r.stage, "eps": r.eps, "eps_r": r.eps_r, "f_d": r.f_d, "kappa_hat": r.kappa_hat,
+                        "gamma": r.gamma, "gamma_g": r.gamma_g, "iterations": r.iterations,
+                        "residue_rms": r.residue_rms, "error_rms": r.error_rms})
+        return out
+
+    # ------------------------------------------------------------ checkpoints
+    def _key(self) -> dict:
+        return {"n_stages": self.n_stages, "widths": self.widths, "adam": self.adam_steps, "lbfgs": self.lbfgs_steps,
+                "n_c": self.n_collocation, "seed": self.seed, "name": self.problem.name, "gpinn": self.gpinn,
+                "gamma": [str(g) for g in self.gamma]}
+
+    def _save(self) -> None:
+        if not self.checkpoint:
+            return
+        d = os.path.dirname(os.path.abspath(self.checkpoint))
+        os.makedirs(d, exist_ok=True)
+        tmp = self.checkpoint + ".tmp"
+        torch.save({"key": self._key(), "state": self.model_.state_dict(),
+                    "records": [asdict(r) for r in self.records_]}, tmp)
+        os.replace(tmp, self.checkpoint)
+
+    def _resume(self) -> int:
+        if not self.checkpoint or not os.path.exists(self.checkpoint):
+            return 0
+        ck = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        if ck.get("key") != self._key():
+            return 0
+        recs = [PINNStageRecord(**r) for r in ck["records"]][: self.n_stages]
+        for j, rec in enumerate(recs):
+            rec.widths = tuple(rec.widths)
+            self.model_.add_stage(rec.eps, widths=rec.widths, kappa_hat=rec.kappa_hat, seed=self.seed + j,
+                                  init=self.init)
+        self.model_.load_state_dict({k: v for k, v in ck["state"].items() if int(k.split(".")[1]) < len(recs)})
+        self.records_ = recs
+        return len(recs)
+
+
+def _magnitude(eps_r: float, f_d, orders, eps_beta: float) -> float:
+    """eq. (3.19) via magnitude_estimate, with a zero frequency replaced by the largest one."""
+    from .pinn import magnitude_estimate
+
+    f = np.asarray(f_d, dtype=np.float64)
+    f = np.where(f > 0, f, f.max()) if f.max() > 0 else np.ones_like(f)
+    return magnitude_estimate(eps_r, f, orders, eps_beta)
+
+
+class _Truncated(torch.nn.Module):
+    """The first ``n`` stages of a StagedSolution, as a callable model for residual_grid."""
+
+    def __init__(self, model: StagedSolution, n: int):
+        super().__init__()
+        self.inner, self.n = model, int(n)
+        self.dtype, self.device, self.dim = model.dtype, model.device, model.dim
+
+    def forward(self, x):
+        return self.inner(x, self.n)
+
+
+def diffusion_3_44(n_boundary: int = 101, t_max: float = 1.0) -> PINNProblem:
+    """u_t = u_xx / 2 + 1 - x^2 + t on t in [0, t_max], x in [-1, 1], eq. (3.44).
+
+    Initial and boundary data u(0, x) = 0 and u(t, +-1) = 0 (the paper prints the
+    boundary condition as "u(+-1, x) = 0"; PAPER.md I11); exact solution
+    u_g = t (1 - x^2), eq. (3.45). Inputs are ordered (t, x); ``n_boundary`` uniform
+    points on each of the three data edges; t_max = 1 is our choice (the paper gives
+    no range).
+    """
+    n = _count(n_boundary, "n_boundary", 2)
+    if not (math.isfinite(t_max) and t_max > 0):
+        raise ValueError(f"t_max must be finite and positive, got {t_max}")
+
+    def residual(x, u):
+        return grad(u, x, 1, 0) - 0.5 * grad(u, x, 2, 1) - (1 - x[:, 1] ** 2 + x[:, 0])
+
+    xs, ts = np.linspace(-1, 1, n), np.linspace(0, t_max, n)[1:]
+    xb = np.concatenate([np.column_stack([np.zeros(n), xs]), np.column_stack([ts, -np.ones(n - 1)]),
+                         np.column_stack([ts, np.ones(n - 1)])])
+    return PINNProblem(residual=residual, domain=[(0.0, float(t_max)), (-1.0, 1.0)], data_x=xb,
+                       data_u=np.zeros(len(xb)), exact=lambda x: np.asarray(x)[:, 0] * (1 - np.asarray(x)[:, 1] ** 2),
+                       name="eq. (3.44)")
+
+
+def finite_difference_points(target: float = 1e-11) -> dict:
+    """The paper's estimate of a finite-difference grid for eq. (3.44) at error ``target`` (Section 3.5).
+
+    Central differences in x (error ~ h_x^2) need h_x ~ target^(1/2); fourth-order
+    Runge-Kutta in t (error ~ h_t^4) needs h_t ~ target^(1/4). The grid has
+    (2 / h_x) (1 / h_t) points on [-1, 1] x [0, 1]. The paper rounds h_x to 1e-5
+    and h_t to 1e-3 and quotes 1e6 x 1e3 = 1e9 points.
+    """
+    if not 0 < target < 1:
+        raise ValueError(f"target must lie in (0, 1), got {target}")
+    hx, ht = math.sqrt(target), target ** 0.25
+    return {"h_x": hx, "h_t": ht, "n_x": 2 / hx, "n_t": 1 / ht, "points": 2 / (hx * ht)}

@@ -1,0 +1,131 @@
+"""Algorithm 4 (msnn.multistage_pinn): a two-stage PINN on eq. (3.3), frozen stages, bad inputs."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from msnn.multistage_pinn import MultistagePINN
+from msnn.pinn import RAR, PINNProblem, grad
+from msnn.pinn_problems import ode_3_3
+
+
+def _two_stage(**kw):
+    opts = dict(orders=(1,), n_stages=2, widths=(20, 20, 20), adam_steps=[200, 0], lbfgs_steps=[300, 400],
+                n_collocation=101, margin=0.01, extra_points=[[-1.0], [1.0]], gamma=[0.3 / 1.3, None],
+                n_grid=1001, device="cpu", progress=False, seed=0)
+    opts.update(kw)
+    return MultistagePINN(ode_3_3(), **opts)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # small networks on a shared CPU: one thread is much faster than two under contention
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def solved():
+    torch.manual_seed(0)
+    return _two_stage().solve()
+
+
+def test_second_stage_gains_two_orders(solved):
+    """du/dx = u + x, u(0) = 0 (exact e^x - x - 1): stage 2 lowers the rms error >= 100x."""
+    e1, e2 = solved.records_[0].error_rms, solved.records_[1].error_rms
+    assert e1 < 1e-3
+    assert e2 <= e1 / 100, (e1, e2)
+    # the error is measured against the exact solution on the dense grid
+    x = np.linspace(-1, 1, 1001)[:, None]
+    direct = np.sqrt(np.mean((np.exp(x[:, 0]) - x[:, 0] - 1 - solved.predict(x)) ** 2))
+    assert math.isclose(direct, e2, rel_tol=1e-9)
+
+
+def test_stage_settings_come_from_the_residue(solved):
+    r1, r2 = solved.records_
+    assert r1.eps == 1.0 and r1.kappa_hat is None and r1.gamma_source == "given"
+    # eq. (3.9): eps_2 = rms(r_1) / (2 pi f_d), with r_1 the residue left by stage 1
+    assert math.isclose(r2.eps, r1.residue_rms / (2 * math.pi * r2.f_d[0]), rel_tol=1e-9)
+    assert math.isclose(r2.eps_r, r1.residue_rms, rel_tol=1e-9)
+    assert math.isclose(r2.kappa_hat[0], 2 * math.pi * r2.f_d[0], rel_tol=1e-9)
+    # eq. (3.32) with L_d ~ eps^2 and L_e ~ eps_r^2
+    assert math.isclose(r2.gamma, r2.eps ** 2 / (r2.eps ** 2 + r2.eps_r ** 2), rel_tol=1e-9)
+    assert r2.gamma_source == "eq. 3.32"
+    assert solved.model_.n_stages == 2 and solved.n_weights_ == 2 * 901
+    assert list(solved.iterations()) == [r1.iterations, r1.iterations + r2.iterations]
+    assert len(r2.loss_d) == r2.evaluations
+
+
+def test_earlier_stages_stay_frozen():
+    """Training stage 2 leaves stage 1's parameters bit for bit unchanged (eq. 3.41)."""
+    s = _two_stage(n_stages=1, adam_steps=100, lbfgs_steps=50, gamma=0.3 / 1.3).solve()
+    before = [p.detach().clone() for p in s.model_.stages[0].parameters()]
+    from msnn.pinn import estimate_next_stage, train_pinn
+    est = estimate_next_stage(s.problem, s.model_, (1,))
+    s.model_.add_stage(est.eps, kappa_hat=est.kappa_hat, seed=1)
+    assert all(not p.requires_grad for p in s.model_.stages[0].parameters())
+    assert all(p.requires_grad for p in s.model_.stages[1].parameters())
+    train_pinn(s.problem, s.model_, gamma=0.01, n_collocation=51, adam_steps=30, lbfgs_steps=20, progress=False)
+    for p, q in zip(before, s.model_.stages[0].parameters()):
+        assert torch.equal(p, q)
+
+
+def test_driver_keeps_stage_one_frozen_and_uses_gpinn():
+    one = _two_stage(n_stages=1, adam_steps=60, lbfgs_steps=0, gamma=0.3 / 1.3, gpinn=True).solve()
+    full = _two_stage(adam_steps=[60, 30], lbfgs_steps=[0, 0], gpinn=True).solve()
+    for p, q in zip(one.model_.stages[0].parameters(), full.model_.stages[0].parameters()):
+        assert torch.equal(p, q)
+    # eq. (3.40): gamma_g of stage 1 is ||s||^2 / ||grad s||^2 = mean(x^2) / 1 = 1/3 for s = x
+    assert math.isclose(full.records_[0].gamma_g, 1 / 3, rel_tol=1e-2)
+    assert full.records_[1].gamma_g > 0
+
+
+def test_checkpoint_resumes(tmp_path):
+    ck = tmp_path / "ode.pt"
+    a = _two_stage(adam_steps=[50, 20], lbfgs_steps=[0, 0], checkpoint=ck).solve()
+    b = _two_stage(adam_steps=[50, 20], lbfgs_steps=[0, 0], checkpoint=ck).solve()
+    x = np.linspace(-1, 1, 11)
+    assert np.array_equal(a.predict(x), b.predict(x))
+    assert b.runs_ == []  # nothing retrained
+
+
+def test_rar_in_two_dimensions_runs():
+    def residual(x, u):
+        return grad(u, x, 1, 0) - 0.5 * grad(u, x, 2, 1) - (1 - x[:, 1] ** 2 + x[:, 0])
+
+    t = np.linspace(0, 1, 5)
+    xb = np.concatenate([np.column_stack([np.zeros(5), np.linspace(-1, 1, 5)]),
+                         np.column_stack([t, -np.ones(5)]), np.column_stack([t, np.ones(5)])])
+    p = PINNProblem(residual=residual, domain=[(0, 1), (-1, 1)], data_x=xb, data_u=np.zeros(len(xb)),
+                    exact=lambda x: x[:, 0] * (1 - x[:, 1] ** 2))
+    s = MultistagePINN(p, orders=(0, 2), eps_beta=0.5, n_stages=2, widths=(10, 10), adam_steps=20,
+                       n_collocation=64, gamma=[0.5, None], gpinn=True, rar=RAR(every=10, candidates=200, add=5),
+                       n_grid=32, device="cpu", progress=False).solve()
+    assert len(s.records_) == 2 and len(s.records_[1].kappa_hat) == 2
+    assert np.isfinite(s.records_[1].error_rms)
+    assert len(s.runs_[1].rar_points) == 5
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(n_stages=0), "n_stages"),
+    (dict(adam_steps=[10, 10, 10]), "adam_steps needs"),
+    (dict(gamma=1.5), "gamma must lie"),
+    (dict(gamma=[0.2, "fast"]), "gamma must lie"),
+    (dict(orders=(1, 0)), "orders"),
+    (dict(dtype=torch.float32), "float64"),
+    (dict(adam_steps=0, lbfgs_steps=0), "adam_steps \\+ lbfgs_steps"),
+    (dict(eps0=-1.0), "eps0"),
+    (dict(gamma_g=-1.0), "gamma_g"),
+    (dict(rar="yes"), "rar"),
+])
+def test_bad_inputs_raise(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        _two_stage(**kw)
+
+
+def test_results_need_solve():
+    with pytest.raises(ValueError, match="solve"):
+        _two_stage().predict(np.zeros(3))
