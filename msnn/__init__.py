@@ -27,8 +27,10 @@ from .regression import (
     StageRecord,
     choose_kappa_hat,
 )
+from .si import SIMultistageRegressor, SINetwork, spectral_modes
 from .spectrum import dominant_frequency, dominant_frequency_2d, dominant_frequency_scattered
 from .training import TrainHistory, train
+from .turbulence import decaying_turbulence, power_spectrum
 
 __version__ = "0.1.0"
 
@@ -43,6 +45,8 @@ __all__ = [
     "PINNProblem",
     "PINNStageRecord",
     "RAR",
+    "SIMultistageRegressor",
+    "SINetwork",
     "SparseDataWarning",
     "StageNetwork",
     "StageRecord",
@@ -51,6 +55,7 @@ __all__ = [
     "algorithm2",
     "algorithm3",
     "choose_kappa_hat",
+    "decaying_turbulence",
     "dominant_frequency",
     "dominant_frequency_2d",
     "dominant_frequency_scattered",
@@ -60,6 +65,8 @@ __all__ = [
     "grad",
     "kappa_from_hat",
     "laplacian",
+    "power_spectrum",
+    "spectral_modes",
     "train",
     "train_pinn",
     "xavier_std",

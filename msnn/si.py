@@ -1,0 +1,698 @@
+"""Spectrum-informed multi-stage networks (SI-MSNN), Ng, Wang & Lai (2024).
+
+Each stage is a network whose first layer is a Fourier-feature embedding
+initialised from the spectrum of the function it has to fit (Algorithm 1 of the
+SI paper):
+
+    gamma(x) = A cos(B x + b),   (A_j, B_j, b_j) = (alpha(k_j), k_j, theta(k_j)),
+
+for the ``n_f`` largest modes ``k_j`` of the DFT ``u~(k) = a(k) exp(i theta(k))`` of
+the target on its grid. ``B`` and ``b`` are trainable, ``A`` is fixed. Then come
+tanh hidden layers (Xavier initialised, zero biases) and a linear output.
+
+DFT conventions (checked in chapter 9 of the book). On the periodic grid
+``x_n = x0 + n L / N`` (``n = 0..N-1``, the right end excluded) the wavenumbers
+are ``k = 2 pi m / L`` (``k = pi m`` on the normalized grid ``x_n = -1 + 2n/N``).
+NumPy measures phases from ``x0``, so ``theta = arg(U_numpy) - k . x0``. By
+conjugate symmetry only the half-space ``m_last >= 0`` is kept (``numpy.fft.rfftn``):
+``alpha = 2 a / N^d`` for ``0 < m_last < N/2`` and ``alpha = a / N^d`` on the
+self-conjugate planes ``m_last = 0`` and ``m_last = N/2`` (the Nyquist row, kept
+with both signs of the other wavenumbers). With all ``N^2/2 + N`` of these modes,
+``sum_j alpha_j cos(k_j . x + theta_j)`` equals the grid values (eq. 10 of the SI
+paper) to rounding.
+
+Memory. On a 512 x 512 grid with 10,000 features the feature matrix alone is
+21 GB in float64. :class:`SINetwork` never stores it: the feature layer and the
+first linear layer are one custom autograd function that works through the
+points in chunks and recomputes the features in its backward pass.
+
+Chapters 9 and 10 of the book show this module at work.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from .networks import xavier_std
+from .training import TrainHistory, show_progress, train
+
+__all__ = [
+    "SpectralModes",
+    "spectral_modes",
+    "si_features",
+    "SINetwork",
+    "SIStageRecord",
+    "SIMultistageRegressor",
+    "lp_loss",
+    "count_primary_modes",
+]
+
+
+# ----------------------------------------------------------------------------- DFT
+@dataclass(frozen=True)
+class SpectralModes:
+    """Half-space Fourier modes of a grid function, largest first (Algorithm 1).
+
+    Attributes:
+        k: wavenumbers, shape (M, d), in radians per unit of the grid's coordinates.
+        theta: phases in [-pi, pi), shape (M,), measured from the origin of the coordinates.
+        alpha: cosine amplitudes, shape (M,): 2a/N^d, or a/N^d on the self-conjugate planes.
+        amplitude: the DFT magnitudes ``a = |u~(k)|``, shape (M,) (the ranking key).
+        grid_shape: the grid's shape (N_1, ..., N_d).
+    """
+
+    k: np.ndarray
+    theta: np.ndarray
+    alpha: np.ndarray
+    amplitude: np.ndarray
+    grid_shape: tuple
+
+    def __len__(self) -> int:
+        return int(self.alpha.shape[0])
+
+    def top(self, n_f: int) -> "SpectralModes":
+        """The ``n_f`` largest modes."""
+        n_f = _check_n_f(n_f, len(self))
+        return SpectralModes(self.k[:n_f], self.theta[:n_f], self.alpha[:n_f], self.amplitude[:n_f],
+                             self.grid_shape)
+
+    def evaluate(self, x) -> np.ndarray:
+        """sum_j alpha_j cos(k_j . x + theta_j) at points x of shape (P, d) (eq. 10)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[:, None]
+        return np.cos(x @ self.k.T + self.theta) @ self.alpha
+
+
+def _check_n_f(n_f, available: int) -> int:
+    if isinstance(n_f, bool) or not isinstance(n_f, (int, np.integer)):
+        raise ValueError(f"n_f must be an integer, got {n_f!r}")
+    if n_f < 1:
+        raise ValueError(f"n_f must be >= 1, got {n_f}")
+    if n_f > available:
+        raise ValueError(f"n_f = {n_f} exceeds the {available} half-space modes of this grid "
+                         f"(N^2/2 + N for an even N x N grid)")
+    return int(n_f)
+
+
+def _grid_values(u) -> np.ndarray:
+    if isinstance(u, torch.Tensor):
+        u = u.detach().cpu().numpy()
+    try:
+        u = np.asarray(u, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"grid values must be numeric: {exc}") from None
+    if u.ndim < 1 or u.ndim > 3:
+        raise ValueError(f"expected grid values of shape (N,), (Nx, Ny) or (Nx, Ny, Nz), got {u.shape}")
+    if min(u.shape) < 2:
+        raise ValueError(f"need at least 2 grid points per axis, got shape {u.shape}")
+    if not np.all(np.isfinite(u)):
+        raise ValueError("grid values contain NaN or inf")
+    return u
+
+
+def _bounds(lo, hi, d: int) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (d,)).copy()
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (d,)).copy()
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))) or np.any(hi <= lo):
+        raise ValueError(f"need finite lo < hi on every axis, got lo={lo.tolist()}, hi={hi.tolist()}")
+    return lo, hi
+
+
+def spectral_modes(u, *, lo=-1.0, hi=1.0) -> SpectralModes:
+    """All half-space Fourier modes of grid values ``u``, sorted by DFT magnitude (Algorithm 1).
+
+    Args:
+        u: values on the periodic grid ``x_n = lo + n (hi - lo) / N`` per axis (the
+            right end excluded), shape (N,) in 1D or (Nx, Ny) in 2D (axis 0 along x).
+        lo, hi: the grid's bounds, a number or one per axis. The default [-1, 1) is
+            the normalized domain of the SI paper, where ``k = pi m``.
+
+    Returns:
+        :class:`SpectralModes` with every mode of the half-space ``m_last >= 0``
+        (``N^2/2 + N`` of them for an even N x N grid), largest ``|u~(k)|`` first.
+        Ties keep NumPy's order, so the ranking is deterministic.
+    """
+    u = _grid_values(u)
+    d = u.ndim
+    lo, hi = _bounds(lo, hi, d)
+    shape = u.shape
+    U = np.fft.rfftn(u)  # last axis: m = 0 .. N//2
+    ms = [np.fft.fftfreq(n, 1.0 / n) for n in shape[:-1]] + [np.arange(shape[-1] // 2 + 1, dtype=float)]
+    grids = np.meshgrid(*ms, indexing="ij")
+    m = np.stack([g.ravel() for g in grids], axis=1)  # (M, d) integer wavenumbers
+    k = 2 * np.pi * m / (hi - lo)
+    Uf = U.ravel()
+    amp = np.abs(Uf)
+    theta = np.angle(Uf) - k @ lo
+    theta = np.mod(theta + np.pi, 2 * np.pi) - np.pi  # wrapped to [-pi, pi)
+    last = m[:, -1]
+    weight = np.full(last.shape, 2.0)
+    weight[last == 0] = 1.0
+    if shape[-1] % 2 == 0:
+        weight[last == shape[-1] // 2] = 1.0  # the Nyquist plane is its own conjugate
+    alpha = weight * amp / float(np.prod(shape))
+    order = np.argsort(-amp, kind="stable")
+    return SpectralModes(k[order], theta[order], alpha[order], amp[order], tuple(shape))
+
+
+def count_primary_modes(u, rel_threshold: float) -> int:
+    """Number of half-space modes whose DFT magnitude is at least ``rel_threshold`` times the largest.
+
+    One reading of the SI paper's "primary Fourier modes" (its n_f = 1359 for the
+    turbulence snapshot); the paper does not define the threshold.
+    """
+    if not 0 < rel_threshold < 1:
+        raise ValueError(f"rel_threshold must be in (0, 1), got {rel_threshold}")
+    modes = spectral_modes(u)
+    return int(np.sum(modes.amplitude >= rel_threshold * modes.amplitude[0]))
+
+
+# ------------------------------------------------------------------ feature layer
+class _SIFeatureLinear(torch.autograd.Function):
+    """out = (A * cos(x B^T + b)) W, computed chunk by chunk over the points.
+
+    The N x n_f feature matrix is never stored: the backward pass recomputes each
+    chunk's features. Memory is O(chunk * n_f) instead of O(N * n_f).
+    """
+
+    @staticmethod
+    def forward(ctx, x, B, b, A, W, chunk: int):
+        n = x.shape[0]
+        out = x.new_empty((n, W.shape[1]))
+        for s in range(0, n, chunk):
+            phi = torch.addmm(b, x[s:s + chunk], B.t())
+            out[s:s + chunk] = torch.mm(torch.cos(phi).mul_(A), W)
+        ctx.save_for_backward(x, B, b, A, W)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        x, B, b, A, W = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        gx = torch.zeros_like(x) if need[0] else None
+        gB = torch.zeros_like(B) if need[1] else None
+        gb = torch.zeros_like(b) if need[2] else None
+        gA = torch.zeros_like(A) if need[3] else None
+        gW = torch.zeros_like(W) if need[4] else None
+        chunk = ctx.chunk
+        for s in range(0, x.shape[0], chunk):
+            xc, gc = x[s:s + chunk], g[s:s + chunk]
+            phi = torch.addmm(b, xc, B.t())
+            gfeat = torch.mm(gc, W.t())  # d out / d gamma, (chunk, n_f)
+            if gW is not None or gA is not None:
+                c = torch.cos(phi)
+                if gA is not None:
+                    gA += (gfeat * c).sum(0)
+                if gW is not None:
+                    gW += torch.mm(c.mul_(A).t(), gc)
+                del c
+            if gx is not None or gB is not None or gb is not None:
+                gphi = torch.sin(phi).mul_(gfeat).mul_(-A)
+                if gB is not None:
+                    gB += torch.mm(gphi.t(), xc)
+                if gb is not None:
+                    gb += gphi.sum(0)
+                if gx is not None:
+                    gx[s:s + chunk] = torch.mm(gphi, B)
+        return gx, gB, gb, gA, gW, None
+
+
+def si_features(x: torch.Tensor, B: torch.Tensor, b: torch.Tensor, A: torch.Tensor,
+                W: torch.Tensor | None = None, *, chunk: int | None = None,
+                max_chunk_elements: int = 2 ** 24) -> torch.Tensor:
+    """The feature layer ``A cos(x B^T + b)``, optionally followed by a linear map ``W``.
+
+    Args:
+        x: points, shape (N, d).
+        B: wavenumbers, shape (n_f, d).
+        b: phases, shape (n_f,).
+        A: amplitudes, shape (n_f,).
+        W: optional (n_f, m) matrix. Without it the plain features (N, n_f) are
+            returned (autograd stores them); with it, ``gamma(x) W`` (N, m) comes
+            from the chunked, memory-lean function that recomputes the features in
+            its backward pass.
+        chunk: points per chunk (default: ``max_chunk_elements // n_f``).
+    """
+    if x.dim() != 2 or B.dim() != 2 or x.shape[1] != B.shape[1]:
+        raise ValueError(f"x must be (N, d) and B (n_f, d), got {tuple(x.shape)} and {tuple(B.shape)}")
+    if b.shape != (B.shape[0],) or A.shape != (B.shape[0],):
+        raise ValueError(f"b and A must have shape ({B.shape[0]},), got {tuple(b.shape)} and {tuple(A.shape)}")
+    if W is None:
+        return A * torch.cos(torch.addmm(b, x, B.t()))
+    if W.dim() != 2 or W.shape[0] != B.shape[0]:
+        raise ValueError(f"W must have shape ({B.shape[0]}, m), got {tuple(W.shape)}")
+    if chunk is None:
+        chunk = max(1, int(max_chunk_elements) // B.shape[0])
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return _SIFeatureLinear.apply(x, B, b, A, W, int(chunk))
+
+
+class SINetwork(nn.Module):
+    """One SI-MSNN stage: ``A cos(B x + b)``, then tanh hidden layers, then a linear output.
+
+    Implements the network of Sec. 3.4 and Algorithm 1 of Ng, Wang & Lai (2024).
+    ``B`` (the wavenumbers ``k_j``) and ``b`` (the phases ``theta_j``) are trainable;
+    ``A`` (the amplitudes ``alpha_j``) is a fixed buffer. The other layers use the
+    nominal Xavier normal initialisation ``Var = 2 / (fan_in + fan_out)`` with zero
+    biases, seeded as :class:`msnn.StageNetwork` (layer ``l`` from ``seed * 1000 + l``).
+
+    With ``widths=()`` there are no hidden layers and the output is the plain sum of
+    the features, ``sum_j alpha_j cos(k_j . x + theta_j)``: with all the grid's modes
+    this reproduces the grid values (eq. 10 of the SI paper).
+
+    Args:
+        modes: the :class:`SpectralModes` to embed (e.g. ``spectral_modes(u).top(n_f)``).
+        widths: hidden widths (the paper: (30, 30, 30)).
+        seed: seed of the Xavier draws.
+        dtype, device: of the parameters (float64 by default).
+        max_chunk_elements: points x features per chunk of the feature layer.
+    """
+
+    def __init__(self, modes: SpectralModes, widths: Sequence[int] = (30, 30, 30), *, seed: int = 0,
+                 dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
+                 max_chunk_elements: int = 2 ** 24) -> None:
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if any(w < 1 for w in widths):
+            raise ValueError(f"widths must be positive integers, got {widths}")
+        if int(max_chunk_elements) < 1:
+            raise ValueError(f"max_chunk_elements must be >= 1, got {max_chunk_elements}")
+        k = torch.as_tensor(np.asarray(modes.k), dtype=dtype, device=device)
+        self.in_dim = int(k.shape[1])
+        self.n_features = int(k.shape[0])
+        self.widths = widths
+        self.seed = int(seed)
+        self.max_chunk_elements = int(max_chunk_elements)
+        self.B = nn.Parameter(k.clone())
+        self.b = nn.Parameter(torch.as_tensor(np.asarray(modes.theta), dtype=dtype, device=device).clone())
+        self.register_buffer("A", torch.as_tensor(np.asarray(modes.alpha), dtype=dtype, device=device).clone())
+        sizes = (self.n_features,) + widths + (1,)
+        self.sizes = sizes
+        weights, biases = [], []
+        if widths:
+            for l in range(len(sizes) - 1):
+                g = torch.Generator().manual_seed(self.seed * 1000 + l)
+                w = torch.randn(sizes[l], sizes[l + 1], generator=g, dtype=torch.float64)
+                w *= xavier_std(sizes[l], sizes[l + 1])
+                weights.append(nn.Parameter(w.to(dtype=dtype, device=device)))
+                biases.append(nn.Parameter(torch.zeros(sizes[l + 1], dtype=dtype, device=device)))
+        else:
+            self.register_buffer("_ones", torch.ones(self.n_features, 1, dtype=dtype, device=device))
+        self.weights = nn.ParameterList(weights)
+        self.biases = nn.ParameterList(biases)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.B.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.B.device
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain feature matrix ``A cos(x B^T + b)``, shape (N, n_f) (stored by autograd)."""
+        return si_features(self._check(x), self.B, self.b, self.A)
+
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 1 and self.in_dim == 1:
+            x = x[:, None]
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"expected inputs of shape (N, {self.in_dim}), got {tuple(x.shape)}")
+        return x
+
+    def forward(self, x: torch.Tensor, *, chunked: bool = True) -> torch.Tensor:
+        """Network output, shape (N,). ``chunked=False`` uses the plain (memory-hungry) path."""
+        x = self._check(x)
+        W0 = self.weights[0] if self.widths else self._ones
+        if chunked:
+            h = si_features(x, self.B, self.b, self.A, W0, max_chunk_elements=self.max_chunk_elements)
+        else:
+            h = self.features(x) @ W0
+        if not self.widths:
+            return h[:, 0]
+        h = torch.tanh(h + self.biases[0])
+        for w, bb in zip(self.weights[1:-1], self.biases[1:-1]):
+            h = torch.tanh(torch.addmm(bb, h, w))
+        return torch.addmm(self.biases[-1], h, self.weights[-1])[:, 0]
+
+    def n_parameters(self) -> int:
+        """Trainable parameters (B, b and the dense layers)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def extra_repr(self) -> str:
+        return f"n_features={self.n_features}, in_dim={self.in_dim}, widths={list(self.widths)}"
+
+
+# ---------------------------------------------------------------------- losses
+def lp_loss(r: torch.Tensor, p: float = 10.0) -> torch.Tensor:
+    """Mean-form L^p norm ``(1/N sum |r|^p)^(1/p)`` (SI paper Sec. 3.3, with a 1/N that the paper omits).
+
+    Computed as ``s (mean |r/s|^p)^(1/p)`` with ``s = max|r|`` (detached) so that
+    ``|r|^p`` neither overflows nor underflows; the value and its gradient are
+    those of the plain formula. For p = 2 it is the RMS, and it is never below the RMS.
+    """
+    if not p >= 1:
+        raise ValueError(f"p must be >= 1, got {p}")
+    s = r.detach().abs().max().clamp_min(torch.finfo(r.dtype).tiny)
+    return s * torch.mean((r / s).abs() ** p) ** (1.0 / p)
+
+
+# --------------------------------------------------------------- the regressor
+@dataclass
+class SIStageRecord:
+    """One stage of a fitted :class:`SIMultistageRegressor`.
+
+    Attributes:
+        index: stage number (0 = first stage).
+        eps: RMS of the residue this stage fits, in units of RMS(u) (eps_0 = 1).
+        eps_data: the same in the units of u (eps_0 = RMS(u), as in the SI paper).
+        n_features: first-layer width n_f.
+        top_modes: the norms ``|k|`` of the five largest SI wavenumbers (normalized coordinates).
+        widths: hidden widths.
+        loss: "mse" or "lp".
+        adam_steps, lbfgs_iterations, lbfgs_evaluations: steps run.
+        final_loss: the stage's loss on its normalized target.
+        loss_history: the loss per Adam step and L-BFGS evaluation.
+        rms_after: RMS of the residue left after this stage, in units of RMS(u).
+        seconds: wall time; stopped: why the stage ended.
+    """
+
+    index: int
+    eps: float
+    eps_data: float
+    n_features: int
+    top_modes: list
+    widths: tuple
+    loss: str
+    adam_steps: int
+    lbfgs_iterations: int
+    lbfgs_evaluations: int
+    final_loss: float
+    loss_history: np.ndarray = field(repr=False)
+    rms_after: float = math.nan
+    seconds: float = 0.0
+    stopped: str = "budget"
+
+    @property
+    def steps(self) -> int:
+        return self.adam_steps + self.lbfgs_iterations
+
+    @property
+    def error_history(self) -> np.ndarray:
+        """The loss as an error of the combined model in units of RMS(u): eps sqrt(loss) (MSE)
+        or eps loss (L^p, which bounds the RMS from above)."""
+        h = np.maximum(np.asarray(self.loss_history, dtype=float), 0.0)
+        return self.eps * (np.sqrt(h) if self.loss == "mse" else h)
+
+
+def _per_stage(value, n: int, name: str) -> list:
+    vals = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value] * n
+    if len(vals) != n:
+        raise ValueError(f"{name} has {len(vals)} values but n_stages = {n}")
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name} must be non-negative integers, got {v!r}")
+    return [int(v) for v in vals]
+
+
+class SIMultistageRegressor:
+    """Spectrum-informed multi-stage regression on a grid (SI-MSNN, Ng, Wang & Lai 2024).
+
+    Stage 0 fits ``u / eps_0`` with ``eps_0 = RMS(u)``; stage n fits the normalized
+    residue ``e_n / eps_n`` (``e_n = u - sum_{j<n} eps_j u_j``, ``eps_n = RMS(e_n)``).
+    Every stage, the first included, is an :class:`SINetwork` whose feature layer is
+    initialised from the ``n_f`` largest DFT modes of the function it fits
+    (Algorithm 1 of the SI paper). Training is full-batch Adam with an exponentially
+    annealed learning rate, optionally followed by L-BFGS, on the MSE or on the
+    mean-form L^p loss (:func:`lp_loss`). Residues are always the data minus the
+    float64 sum of the stages.
+
+    Example::
+
+        reg = SIMultistageRegressor(n_stages=3, n_features=[300, 1000, 1000], adam_steps=2000)
+        reg.fit(u, lo=-1, hi=1)   # u: (Nx, Ny) on the grid lo + n (hi - lo) / N
+        reg.residue()             # u minus the model on the grid, (Nx, Ny)
+        reg.predict(xy)           # anywhere, xy: (M, 2) in the original coordinates
+
+    Args:
+        n_stages: number of stages.
+        n_features: first-layer width n_f, one int or one per stage.
+        widths: hidden widths (default (30, 30, 30), the SI paper's).
+        adam_steps, lbfgs_steps: per stage, an int or a list.
+        lr: initial Adam learning rate (1e-3).
+        lr_final: learning rate reached at the end of each stage's Adam steps
+            (exponential annealing ``lr (lr_final/lr)^(i/steps)``); None for a constant lr.
+        loss: "mse" or "lp" (the mean-form L^p norm with exponent ``p``).
+        p: the exponent of the L^p loss (10 in the SI paper).
+        target_rms: stop (a stage early, and adding stages) once the RMS residue
+            relative to RMS(u) is at or below this (e.g. 1e-16 for "machine precision").
+        dtype: float64 (default) or float32.
+        device, seed: where to train; stage n draws its Xavier weights from seed + n.
+        max_chunk_elements: points x features per chunk of the feature layer.
+        checkpoint: a file; the stages are saved there after each stage and a later
+            ``fit`` on the same data and settings resumes after the last saved stage.
+        progress, verbose: progress bars; one line per stage.
+    """
+
+    def __init__(self, *, n_stages: int = 3, n_features: int | Sequence[int] = 500,
+                 widths: Sequence[int] = (30, 30, 30), adam_steps: int | Sequence[int] = 5000,
+                 lbfgs_steps: int | Sequence[int] = 0, lr: float = 1e-3, lr_final: float | None = 1e-5,
+                 loss: str = "mse", p: float = 10.0, target_rms: float | None = None,
+                 dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu", seed: int = 0,
+                 max_chunk_elements: int = 2 ** 24, checkpoint: str | os.PathLike | None = None,
+                 progress: bool | None = None, verbose: bool = False) -> None:
+        from .regression import _resolve_device
+
+        if isinstance(n_stages, bool) or not isinstance(n_stages, (int, np.integer)) or n_stages < 1:
+            raise ValueError(f"n_stages must be an integer >= 1, got {n_stages!r}")
+        self.n_stages = int(n_stages)
+        self.n_features = _per_stage(n_features, self.n_stages, "n_features")
+        if any(v < 1 for v in self.n_features):
+            raise ValueError(f"n_features must be >= 1, got {self.n_features}")
+        self.widths = tuple(int(w) for w in widths)
+        if any(w < 1 for w in self.widths):
+            raise ValueError(f"widths must be positive integers, got {self.widths}")
+        self.adam_steps = _per_stage(adam_steps, self.n_stages, "adam_steps")
+        self.lbfgs_steps = _per_stage(lbfgs_steps, self.n_stages, "lbfgs_steps")
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if lr_final is not None and not 0 < lr_final <= lr:
+            raise ValueError(f"lr_final must be in (0, lr], got {lr_final}")
+        if loss not in ("mse", "lp"):
+            raise ValueError(f"loss must be 'mse' or 'lp', got {loss!r}")
+        if not p >= 1:
+            raise ValueError(f"p must be >= 1, got {p}")
+        if target_rms is not None and not target_rms >= 0:
+            raise ValueError(f"target_rms must be >= 0, got {target_rms}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+        self.lr, self.lr_final, self.loss, self.p = float(lr), lr_final, loss, float(p)
+        self.target_rms = target_rms
+        self.dtype = dtype
+        self.device = _resolve_device(device)
+        self.seed = int(seed)
+        self.max_chunk_elements = int(max_chunk_elements)
+        self.checkpoint = os.fspath(checkpoint) if checkpoint is not None else None
+        self.progress = progress
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ data
+    def _settings(self) -> dict:
+        return dict(n_stages=self.n_stages, n_f=self.n_features, widths=self.widths, adam=self.adam_steps,
+                    lbfgs=self.lbfgs_steps, lr=self.lr, lr_final=self.lr_final, loss=self.loss, p=self.p,
+                    dtype=str(self.dtype), seed=self.seed, target=self.target_rms)
+
+    def _normalize(self, x: np.ndarray) -> np.ndarray:
+        return -1.0 + 2.0 * (x - self.lo_) / (self.hi_ - self.lo_)
+
+    def _loss_fn(self, net: SINetwork, xt: torch.Tensor, target: torch.Tensor):
+        if self.loss == "mse":
+            return lambda: torch.mean((net(xt) - target) ** 2)
+        return lambda: lp_loss(net(xt) - target, self.p)
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, u, *, lo=-1.0, hi=1.0) -> "SIMultistageRegressor":
+        """Fit the stages to grid values ``u`` on the periodic grid ``lo + n (hi - lo) / N``.
+
+        Args:
+            u: shape (N,) or (Nx, Ny) (axis 0 along x), numpy or torch.
+            lo, hi: the domain, a number or one per axis; the right end is excluded
+                from the grid. Inputs are mapped to [-1, 1) for the SI initialization.
+        """
+        u = _grid_values(u)
+        if u.ndim > 2:
+            raise ValueError(f"SIMultistageRegressor supports 1D and 2D grids, got shape {u.shape}")
+        self.lo_, self.hi_ = _bounds(lo, hi, u.ndim)
+        self.grid_shape_ = u.shape
+        self.eps0_ = float(np.sqrt(np.mean(u ** 2)))
+        if self.eps0_ == 0.0:
+            raise ValueError("u is identically zero: nothing to fit")
+        un = u.ravel() / self.eps0_
+        axes = [-1.0 + 2.0 * np.arange(n) / n for n in u.shape]
+        xn = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
+        self._u = u
+        xt = torch.as_tensor(xn, dtype=self.dtype, device=self.device)
+        self.stages_: list[SIStageRecord] = []
+        self.networks_: list[SINetwork] = []
+        self._train_parts: list[np.ndarray] = []  # eps_j u_j on the grid, normalized units
+        self._train_pred = np.zeros_like(un)
+        key = self._checkpoint_key(un)
+        self._resume(key, xt)
+        t_fit = time.perf_counter()
+        for n in range(len(self.stages_), self.n_stages):
+            residue = un - self._train_pred
+            eps = float(np.sqrt(np.mean(residue ** 2)))
+            if eps == 0.0 or (n > 0 and self.target_rms is not None and eps <= self.target_rms):
+                break
+            target_grid = (residue / eps).reshape(u.shape)
+            all_modes = spectral_modes(target_grid)
+            n_f = min(self.n_features[n], len(all_modes))
+            modes = all_modes.top(n_f)
+            net = SINetwork(modes, self.widths, seed=self.seed + n, dtype=self.dtype, device=self.device,
+                            max_chunk_elements=self.max_chunk_elements)
+            target = torch.as_tensor(residue / eps, dtype=self.dtype, device=self.device)
+            steps = self.adam_steps[n]
+            sched = None
+            if self.lr_final is not None and self.lr_final < self.lr and steps > 1:
+                ratio = self.lr_final / self.lr
+                sched = lambda i, r=ratio, s=steps: r ** (i / (s - 1))  # noqa: E731
+            target_loss = None
+            if self.target_rms is not None:
+                t = self.target_rms / eps
+                target_loss = t * t if self.loss == "mse" else t
+            hist: TrainHistory = train(
+                net, self._loss_fn(net, xt, target), adam_steps=steps, lbfgs_steps=self.lbfgs_steps[n],
+                lr=self.lr, lr_schedule=sched, target_loss=target_loss, progress=show_progress(self.progress),
+                desc=f"SI stage {n + 1}/{self.n_stages}")
+            with torch.no_grad():
+                part = eps * net(xt).to(torch.float64).cpu().numpy()
+            self._train_parts.append(part)
+            self._train_pred = self._train_pred + part
+            rms_after = float(np.sqrt(np.mean((un - self._train_pred) ** 2)))
+            rec = SIStageRecord(
+                index=n, eps=eps, eps_data=eps * self.eps0_, n_features=n_f,
+                top_modes=[float(v) for v in np.linalg.norm(modes.k[:5], axis=1)], widths=self.widths,
+                loss=self.loss, adam_steps=hist.adam_steps, lbfgs_iterations=hist.lbfgs_iterations,
+                lbfgs_evaluations=hist.lbfgs_evaluations, final_loss=float(np.sum(hist.final_loss)),
+                loss_history=hist.loss, rms_after=rms_after, seconds=hist.seconds, stopped=hist.stopped)
+            self.stages_.append(rec)
+            self.networks_.append(net)
+            if self.verbose:
+                print(f"SI stage {n + 1}: n_f = {n_f}, eps = {rec.eps_data:.3e}, loss = {rec.final_loss:.3e}, "
+                      f"rms after / RMS(u) = {rms_after:.3e} ({hist.seconds:.1f} s)", flush=True)
+            self._save_checkpoint(key)
+        self.fit_seconds_ = time.perf_counter() - t_fit
+        return self
+
+    # --------------------------------------------------------------- predict
+    def _check_fitted(self):
+        if not getattr(self, "networks_", None):
+            raise RuntimeError("this SIMultistageRegressor is not fitted yet: call fit(u) first")
+
+    def predict_stages(self, x) -> np.ndarray:
+        """Each stage's contribution eps_j u_j at points x (M, d) in the original
+        coordinates, in the units of u; shape (n_stages, M)."""
+        self._check_fitted()
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1 and len(self.grid_shape_) == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != len(self.grid_shape_):
+            raise ValueError(f"x must have shape (M, {len(self.grid_shape_)}), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x contains NaN or inf")
+        xn = self._normalize(x)
+        out = np.zeros((len(self.networks_), xn.shape[0]))
+        with torch.no_grad():
+            for j, (net, rec) in enumerate(zip(self.networks_, self.stages_)):
+                xt = torch.as_tensor(xn, dtype=net.dtype, device=net.device)
+                out[j] = net(xt).to(torch.float64).cpu().numpy() * rec.eps_data
+        return out
+
+    def predict(self, x, n_stages: int | None = None) -> np.ndarray:
+        """The model sum_j eps_j u_j at points x (M, d), in the units of u."""
+        parts = self.predict_stages(x)
+        k = parts.shape[0] if n_stages is None else int(n_stages)
+        if not 1 <= k <= parts.shape[0]:
+            raise ValueError(f"n_stages must be in [1, {parts.shape[0]}], got {n_stages}")
+        return parts[:k].sum(0)
+
+    def predict_grid(self, n_stages: int | None = None) -> np.ndarray:
+        """The model on the training grid (float64 sum of the stages), shape of u."""
+        self._check_fitted()
+        k = len(self._train_parts) if n_stages is None else int(n_stages)
+        if not 1 <= k <= len(self._train_parts):
+            raise ValueError(f"n_stages must be in [1, {len(self._train_parts)}], got {n_stages}")
+        return (np.sum(self._train_parts[:k], axis=0) * self.eps0_).reshape(self.grid_shape_)
+
+    def residue(self, n_stages: int | None = None) -> np.ndarray:
+        """u minus the model on the training grid after ``n_stages`` stages (default: all)."""
+        return self._u - self.predict_grid(n_stages)
+
+    def grid_points(self) -> np.ndarray:
+        """The training grid's points in the original coordinates, shape (N_total, d)."""
+        self._check_fitted()
+        axes = [lo + (hi - lo) * np.arange(n) / n for lo, hi, n in zip(self.lo_, self.hi_, self.grid_shape_)]
+        return np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
+
+    @property
+    def total_steps_(self) -> int:
+        self._check_fitted()
+        return sum(len(s.loss_history) for s in self.stages_)
+
+    # ------------------------------------------------------------ checkpoint
+    def _checkpoint_key(self, un) -> str:
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(un).tobytes())
+        h.update(json.dumps([self.lo_.tolist(), self.hi_.tolist(), list(self.grid_shape_)]).encode())
+        h.update(json.dumps(self._settings(), sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+    def _save_checkpoint(self, key: str) -> None:
+        if not self.checkpoint:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.checkpoint)), exist_ok=True)
+        tmp = self.checkpoint + ".tmp"
+        torch.save({"key": key, "stages": [asdict(r) for r in self.stages_],
+                    "states": [{k: v.cpu() for k, v in net.state_dict().items()} for net in self.networks_]}, tmp)
+        os.replace(tmp, self.checkpoint)
+
+    def _resume(self, key: str, xt: torch.Tensor) -> None:
+        if not self.checkpoint or not os.path.exists(self.checkpoint):
+            return
+        ck = torch.load(self.checkpoint, weights_only=False)
+        if ck.get("key") != key:
+            warnings.warn(f"checkpoint {self.checkpoint} is for other data or settings: ignored", stacklevel=3)
+            return
+        d = xt.shape[1]
+        for rec_d, state in zip(ck["stages"], ck["states"]):
+            rec = SIStageRecord(**rec_d)
+            n_f = rec.n_features
+            dummy = SpectralModes(np.zeros((n_f, d)), np.zeros(n_f), np.zeros(n_f), np.zeros(n_f), self.grid_shape_)
+            net = SINetwork(dummy, tuple(rec.widths), seed=self.seed + rec.index, dtype=self.dtype,
+                            device=self.device, max_chunk_elements=self.max_chunk_elements)
+            net.load_state_dict(state)
+            with torch.no_grad():
+                part = rec.eps * net(xt).to(torch.float64).cpu().numpy()
+            self._train_parts.append(part)
+            self._train_pred = self._train_pred + part
+            self.stages_.append(rec)
+            self.networks_.append(net)
+        if self.verbose:
+            print(f"resumed {len(self.stages_)} stage(s) from {self.checkpoint}", flush=True)
