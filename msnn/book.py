@@ -188,6 +188,11 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
     claims["run"] = {"profile": profile, "wall_seconds": round(wall, 1), "seed": seed,
                      "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime()) + " UTC"}
     out_nb = os.path.join(root, "book", f"{slug}.ipynb")
+    executed = nbformat.read(partial, as_version=4)
+    pm_meta = executed.metadata.get("papermill", {})
+    pm_meta["input_path"] = f"book/{slug}.md"  # no local paths in committed notebooks
+    pm_meta["output_path"] = f"book/{slug}.ipynb"
+    nbformat.write(executed, partial)
     shutil.copy(partial, out_nb)
     with open(os.path.join(root, "book", f"{slug}.claims.json"), "w") as fh:
         json.dump(claims, fh, indent=1)
@@ -218,6 +223,9 @@ def cmd_run(args) -> int:
     for i, slug in enumerate(picked, 1):
         print(f"[{i}/{len(picked)}] {slug} ({args.profile}, device {args.device})", flush=True)
         rows.append(_run_one(root, slug, args.profile, args.device, args.seed, args.reference))
+    from . import scorecard
+
+    scorecard.write(root)  # the landing page's scorecard follows the new claims
     print("\nchapter                         profile  device      wall    pass fail report")
     for r in rows:
         c = r["counts"]

@@ -44,7 +44,7 @@ class EnsembleFit:
     Attributes:
         net: the trained ensemble (``net(x)`` has shape (n_members, N)).
         loss: one array per member: training loss per Adam step, then per L-BFGS
-            function evaluation (line-search evaluations included, PAPER.md G9).
+            function evaluation (line-search evaluations included).
         train_rms: RMS training error of each member, shape (n_members,).
         val_rms: RMS error on the validation set (NaN without one), shape (n_members,).
         seeds: seed of each member.
@@ -136,7 +136,7 @@ def fit_ensemble(
         adam_steps: Adam steps, all members at once (learning rate ``lr``).
         lbfgs_steps: L-BFGS iterations afterwards, member by member (see module doc).
         lr: Adam learning rate (1e-3 in the authors' code).
-        x_val, y_val: optional validation set (a dense grid, PAPER.md G8).
+        x_val, y_val: optional validation set (a dense grid).
         init: ``"xavier_normal"`` or ``"xavier_truncated"``.
         dtype, device: of the network and the data (float64 by default).
         progress: draw progress bars (default: unless MSNN_PROGRESS=0).

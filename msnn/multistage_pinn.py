@@ -97,7 +97,7 @@ class PINNStageRecord:
 
     @property
     def iterations(self) -> int:
-        """Adam steps plus L-BFGS iterations (line-search evaluations not counted, PAPER.md G9)."""
+        """Adam steps plus L-BFGS iterations (line-search evaluations not counted)."""
         return self.adam_steps + self.lbfgs_iterations
 
     @property
@@ -511,7 +511,7 @@ def diffusion_3_44(n_boundary: int = 101, t_max: float = 1.0) -> PINNProblem:
     """u_t = u_xx / 2 + 1 - x^2 + t on t in [0, t_max], x in [-1, 1], eq. (3.44).
 
     Initial and boundary data u(0, x) = 0 and u(t, +-1) = 0 (the paper prints the
-    boundary condition as "u(+-1, x) = 0"; PAPER.md I11); exact solution
+    boundary condition as "u(+-1, x) = 0"); exact solution
     u_g = t (1 - x^2), eq. (3.45). Inputs are ordered (t, x); ``n_boundary`` uniform
     points on each of the three data edges; t_max = 1 is our choice (the paper gives
     no range).

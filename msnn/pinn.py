@@ -591,7 +591,7 @@ def estimate_next_stage(problem: PINNProblem, model: StagedSolution, orders, *, 
                         pad: int = 1) -> StageEstimate:
     """Magnitude and frequency of the next stage from the current residue (Algorithm 4, step 4).
 
-    Samples r on a uniform grid (PAPER.md G4), reads its dominant frequency per axis
+    Samples r on a uniform grid, reads its dominant frequency per axis
     (eq. 3.16, 3.18), and applies eq. (3.19) through :func:`magnitude_estimate`.
     The scale factor is ``kappa_hat = factor * pi * f_d`` per axis (``factor = 2``
     by default, inside pi f_d < kappa_hat of eq. 2.9).
@@ -631,7 +631,7 @@ class Algorithm2Result:
     """Algorithm 2: alpha, eps = alpha RMS(s), and the ratios R met on the way.
 
     The paper's quoted 1.41e-3 for eq. (3.20) is ``alpha``; eq. (3.28) returns
-    ``eps = alpha * eps_s`` = 7.0e-4 there (PAPER.md I9). Both are kept.
+    ``eps = alpha * eps_s`` = 7.0e-4 there. Both are kept.
     """
 
     alpha: float

@@ -14,7 +14,7 @@ from .pinn import PINNProblem, grad, laplacian
 
 __all__ = ["ode_3_3", "poisson_3_20", "poisson_exact", "POISSON_AMPLITUDE", "boundary_points_2d"]
 
-#: amplitude 1 / [2 (6 pi)^2] of the exact solution (3.21) of eq. (3.20) (PAPER.md I9).
+#: amplitude 1 / [2 (6 pi)^2] of the exact solution (3.21) of eq. (3.20).
 POISSON_AMPLITUDE = 1.0 / (2 * (6 * math.pi) ** 2)
 
 

@@ -30,7 +30,7 @@ def eq_2_6_dx(x, m: float):
 
 
 def code_target_1d(x):
-    """ln(x + 2) cos(2x + x^3): the default target of the authors' regression code (PAPER.md 4B)."""
+    """ln(x + 2) cos(2x + x^3): the default target of the authors' regression code."""
     x = np.asarray(x, dtype=np.float64)
     return np.log(x + 2) * np.cos(2 * x + x ** 3)
 

@@ -1,7 +1,7 @@
 """Fits of the convergence laws the paper reports (Section 2.3, eq. 2.11-2.12).
 
 - the power law f_d = f_0 eps^(-alpha) between a residue's magnitude and its dominant
-  frequency (eq. 2.11 read as in PAPER.md I4);
+  frequency (eq. 2.11, read with eps in place of the misprinted e);
 - the multi-stage rate eps ~ exp(-n^(1/p) / c) (p = 2 in 1D, Fig. 5c; p = 3 in 2D, Fig. 6f);
 - the single-stage decay eps ~ n^slope (the paper's 1/n, Fig. 5c inset).
 """

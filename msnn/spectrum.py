@@ -2,7 +2,7 @@
 
 Frequencies are in *cycles per unit of the input* (``numpy.fft.rfftfreq(N, d=dx)``):
 on the normalized interval [-1, 1] a residue with dominant frequency ``f_d`` holds
-``2 f_d`` periods, each of length ``1 / f_d``. The recipe (PAPER.md G4): sample on a
+``2 f_d`` periods, each of length ``1 / f_d``. The recipe: sample on a
 uniform grid, take the magnitude of the one-sided FFT, drop the zero bin, and read
 the frequency of the largest peak. Zero padding (``pad > 1``) refines the peak's
 location between bins.

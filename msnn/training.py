@@ -4,10 +4,9 @@ The schedule follows the paper and the authors' code: Adam (learning rate 1e-3)
 for a fixed number of steps, then full-batch L-BFGS with a strong-Wolfe line search.
 PyTorch's L-BFGS stops by default once the loss changes by less than 1e-9 or the
 gradient falls below 1e-7, far above where a machine-precision stage must go; here
-both tolerances are 0 and the run is bounded by its iteration count only
-(DESIGN.md, "Numerics").
+both tolerances are 0 and the run is bounded by its iteration count only.
 
-History convention (PAPER.md G9): one loss per Adam step, then one loss per
+History convention: one loss per Adam step, then one loss per
 L-BFGS *function evaluation* (line-search evaluations included). ``iterations``
 counts Adam steps plus L-BFGS iterations; ``evaluations`` counts Adam steps plus
 L-BFGS evaluations, which is the length of ``loss``.

@@ -1,0 +1,178 @@
+"""The pages generated from the code and the claims stay current and complete.
+
+The landing page includes ``book/_generated/chapters.md`` and ``scorecard.md``,
+written by :mod:`msnn.scorecard` from ``book/*.claims.json`` and ``_toc.yml``; they
+are committed, so a plain ``jupyter-book build .`` shows them, and must match what
+the claims give now. The API page must document every public module and name, and
+every citation of the book's pages must be in its bibliography.
+"""
+import json
+import os
+import re
+
+import pytest
+
+import msnn
+from msnn import scorecard
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_generated_pages_are_current():
+    stale = [os.path.relpath(p, ROOT) for p in scorecard.stale(ROOT)]
+    assert not stale, f"{stale} differ from the claims files: run `python -m msnn.scorecard` (or `python -m msnn.book build`)"
+
+
+def test_landing_page_includes_the_generated_pages():
+    with open(os.path.join(ROOT, "book", "intro.md")) as fh:
+        intro = fh.read()
+    for name in ("chapters.md", "scorecard.md"):
+        assert re.search(rf"```{{include}}\s+_generated/{name}", intro), f"book/intro.md does not include {name}"
+
+
+def _claim(id, verdict, paper="~1e-16", measured=1e-9, what="rms error"):
+    return {"id": id, "what": what, "paper": paper, "measured": measured, "measured_text": f"{measured:.2e}",
+            "tolerance": "<= 1.00e-14", "verdict": verdict, "note": ""}
+
+
+@pytest.fixture
+def book(tmp_path):
+    """A tiny repository: a table of contents with chapter 04 only, and claims of chapters 04 and 05."""
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/04-regression\n")
+    (tmp_path / "book" / "04-regression.md").write_text("---\n---\n(ch-x)=\n# Algorithm 1: regression\n")
+    c4 = {"chapter": "04-regression", "profile": "full", "device": "cuda (NVIDIA H100)", "machine": None,
+          "torch": "2.13.0", "claims": [_claim("4.1", "PASS", what="a | b and $x$ with *stars*"),
+                                        _claim("4.2", "FAIL"), _claim("4.3", "REPORT")],
+          "run": {"profile": "full", "wall_seconds": 452.4, "seed": 0, "finished": "2026-11-22 20:53 UTC"}}
+    c5 = {"chapter": "05-pinn", "profile": "quick", "device": "cpu", "machine": "x86_64, 2 cores",
+          "torch": "2.13.0", "claims": [_claim("5.1", "PASS")]}
+    (tmp_path / "book" / "04-regression.claims.json").write_text(json.dumps(c4))
+    (tmp_path / "book" / "05-pinn.claims.json").write_text(json.dumps(c5))
+    return tmp_path
+
+
+def test_scorecard_counts_and_runs(book):
+    text = scorecard.render_scorecard(str(book))
+    assert "4 claims in 2 executed chapters" in text
+    assert "**2 pass**, **1 fail**, 1 reported" in text
+    # totals per chapter, with profile and device
+    assert "| {doc}`chapter 4 </book/04-regression>` | `full` | cuda (NVIDIA H100) | 1 | 1 | 1 | 3 |" in text
+    # a chapter missing from the table of contents is named, not linked (a link would break the build)
+    assert "`05-pinn` (not in the table of contents)" in text and "</book/05-pinn>" not in text
+    # where and how: wall time, and a file written without the run block still renders
+    assert "7 min 32 s" in text and "2026-11-22 20:53 UTC" in text
+    assert "| `05-pinn` (not in the table of contents) | `quick` | cpu | x86\\_64, 2 cores | 2.13.0 | - | - | - |" in text
+    # each claim: the paper's value, ours, the verdict as a badge; markdown in the text escaped
+    assert "### 4. Algorithm 1: regression" in text
+    assert "| 4.1 | a \\| b and \\$x\\$ with \\*stars\\* | \\~1e-16 | 1.00e-09 | \\<= 1.00e-14 | {bdg-success}`PASS` |" in text
+    assert "{bdg-danger}`FAIL`" in text and "{bdg-secondary}`REPORT`" in text
+
+
+def test_chapter_map_links_only_chapters_in_the_book(book):
+    text = scorecard.render_chapter_map(str(book))
+    rows = [line for line in text.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(rows) == len(scorecard.PLAN) == 10
+    assert rows[3].startswith("| 4 | {doc}`/book/04-regression` | Sec. 2.3") and "1 pass, 1 fail, 1 reported" in rows[3]
+    assert "{doc}" not in "".join(rows[:3] + rows[4:])
+    assert "*(planned)*" in rows[4] and rows[8].split("|")[3].strip().startswith("SI paper:")
+
+
+def test_no_claims_yet(tmp_path):
+    (tmp_path / "book").mkdir()
+    assert "No chapter has been executed yet" in scorecard.render_scorecard(str(tmp_path))
+
+
+def test_write_then_check(book):
+    assert scorecard.main(["--root", str(book), "--check"]) == 1
+    assert len(scorecard.write(str(book))) == 2
+    assert scorecard.main(["--root", str(book), "--check"]) == 0
+    assert scorecard.write(str(book)) == []
+
+
+def test_a_malformed_claims_file_is_named(book):
+    (book / "book" / "06-x.claims.json").write_text(json.dumps({"chapter": "06-x"}))
+    with pytest.raises(ValueError, match="06-x.claims.json"):
+        scorecard.render_scorecard(str(book))
+
+
+# ------------------------------------------------------------------ the API page
+def _api_page() -> str:
+    with open(os.path.join(ROOT, "book", "api.md")) as fh:
+        return fh.read()
+
+
+def test_api_page_documents_every_public_module():
+    pkg = os.path.dirname(msnn.__file__)
+    modules = sorted(f[:-3] for f in os.listdir(pkg) if f.endswith(".py") and not f.startswith("_"))
+    page = _api_page()
+    missing = [m for m in modules if f".. automodule:: msnn.{m}\n" not in page]
+    assert not missing, f"book/api.md has no `.. automodule::` for {missing}"
+
+
+def test_api_page_lists_every_public_name():
+    listed = set(re.findall(r"^   (\w+)$", _api_page(), flags=re.M))
+    missing = sorted(set(msnn.__all__) - listed)
+    assert not missing, f"the summary at the top of book/api.md misses msnn.{missing}"
+
+
+def test_docstring_bars_are_escaped_outside_code():
+    from msnn._sphinx import _process, escape_bars
+
+    assert escape_bars("the |k_x| of the peak") == r"the \|k_x\| of the peak"
+    assert escape_bars("``|k|`` and :math:`|x|`") == "``|k|`` and :math:`|x|`"
+    assert escape_bars("a | b | c") == "a | b | c"
+    assert escape_bars("model_: the fit, not ``model_``") == r"model\_: the fit, not ``model_``"
+    lines = ["Example::", "", "    y = |x|", "", "Then |x| again."]
+    _process(None, "function", "f", None, {}, lines)
+    assert lines[2] == "    y = |x|" and lines[4] == r"Then \|x\| again."
+
+
+def test_every_citation_is_in_the_bibliography():
+    """Each {cite}, {cite:t} or {cite:p} key of the book's pages is an entry of book/references.bib."""
+    with open(os.path.join(ROOT, "book", "references.bib")) as fh:
+        keys = set(re.findall(r"^@\w+\{([^,\s]+),", fh.read(), flags=re.M))
+    missing = {}
+    for name in sorted(os.listdir(os.path.join(ROOT, "book"))):
+        if name.endswith(".md"):
+            with open(os.path.join(ROOT, "book", name)) as fh:
+                for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", fh.read()):
+                    for key in (k.strip() for k in group.split(",")):
+                        if key not in keys:
+                            missing.setdefault(name, []).append(key)
+    assert not missing, f"citation keys not in book/references.bib: {missing}"
+
+
+def test_use_msnn_examples_match_the_api():
+    """The static examples of book/use-msnn.md parse, their imports exist, and every keyword
+    they pass to an msnn function or class is one of its parameters (a cheap guard against
+    drift; running them takes minutes)."""
+    import ast
+    import inspect
+
+    with open(os.path.join(ROOT, "book", "use-msnn.md")) as fh:
+        blocks = re.findall(r"```python\n(.*?)```", fh.read(), flags=re.S)
+    assert blocks, "book/use-msnn.md has no python example"
+    for code in blocks:
+        tree = ast.parse(code)
+        names = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module.split(".")[0] == "msnn":
+                module = __import__(node.module, fromlist=["_"])
+                for alias in node.names:
+                    names[alias.asname or alias.name] = getattr(module, alias.name)
+        methods = {"add_stage": getattr(names.get("StagedSolution"), "add_stage", None),
+                   "fit": getattr(names.get("MultistageRegressor"), "fit", None),
+                   "rms_error": getattr(names.get("MultistageRegressor"), "rms_error", None)}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            target = names.get(f.id) if isinstance(f, ast.Name) else methods.get(getattr(f, "attr", None))
+            if target is None:
+                continue
+            params = inspect.signature(target).parameters
+            if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+                continue
+            for kw in node.keywords:
+                assert kw.arg in params, f"book/use-msnn.md passes {kw.arg}= to {target.__qualname__}"
