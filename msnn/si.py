@@ -45,6 +45,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .networks import xavier_std
+from .regression import _per_stage
 from .training import TrainHistory, show_progress, train
 
 __all__ = [
@@ -418,16 +419,6 @@ class SIStageRecord:
         or eps loss (L^p, which bounds the RMS from above)."""
         h = np.maximum(np.asarray(self.loss_history, dtype=float), 0.0)
         return self.eps * (np.sqrt(h) if self.loss == "mse" else h)
-
-
-def _per_stage(value, n: int, name: str) -> list:
-    vals = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value] * n
-    if len(vals) != n:
-        raise ValueError(f"{name} has {len(vals)} values but n_stages = {n}")
-    for v in vals:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"{name} must be non-negative integers, got {v!r}")
-    return [int(v) for v in vals]
 
 
 class SIMultistageRegressor:
