@@ -4,6 +4,7 @@ A reproduction of Wang & Lai, "Multi-stage neural networks: Function approximato
 of machine precision" (J. Comput. Phys. 2024) and Ng, Wang & Lai,
 "Spectrum-informed multistage neural network" (2024).
 """
+from .burgers import BurgersSolution, exact_profile, train_burgers
 from .claims import Claim, ClaimTable
 from .ensemble import EnsembleFit, fit_ensemble
 from .multistage_pinn import MultistagePINN, PINNStageRecord
@@ -35,6 +36,7 @@ from .turbulence import decaying_turbulence, power_spectrum
 __version__ = "0.1.0"
 
 __all__ = [
+    "BurgersSolution",
     "Claim",
     "ClaimTable",
     "EnsembleFit",
@@ -60,6 +62,7 @@ __all__ = [
     "dominant_frequency_2d",
     "dominant_frequency_scattered",
     "estimate_next_stage",
+    "exact_profile",
     "fit_ensemble",
     "gamma_bound",
     "grad",
@@ -68,6 +71,7 @@ __all__ = [
     "power_spectrum",
     "spectral_modes",
     "train",
+    "train_burgers",
     "train_pinn",
     "xavier_std",
 ]

@@ -1,0 +1,545 @@
+"""The self-similar Burgers blow-up profile: a combined forward-inverse PINN problem.
+
+Section 4 and Appendix D of Wang & Lai (2024). In self-similar variables the
+inviscid Burgers equation becomes the profile equation (eq. 4.1, D.5)
+
+    r(y, U) = -lambda U + [(1 + lambda) y + U] U'(y) = 0,   U odd,  U(-2) = 1,
+
+whose solutions form the one-parameter family (D.6) with C = 1,
+
+    y = -U - sgn(U) |U|^(1 + 1/lambda).
+
+Only lambda = 1/(2 + 2i) gives a profile smooth at the origin; the PINN has to find
+both the profile and lambda = 1/2, which a smoothness constraint on the third
+derivative of the residue selects (eq. 4.2-4.5).
+
+What is here:
+
+* :func:`exact_profile` and :func:`exact_derivatives`: the family (D.6) to machine
+  precision (a monotone Newton iteration on ``a + a^p = |y|``, which cannot miss its
+  root) and its derivatives up to order four by inverse-function differentiation;
+* :func:`network_jet` and :func:`odd_jet`: a stage network and the odd ansatz
+  ``U = y [NN(y) + NN(-y)]`` with their first four derivatives in ``y``, computed in
+  one forward pass (Taylor-mode, Faa di Bruno per layer) instead of four nested
+  autograd passes; they stay differentiable in the weights;
+* :func:`residual_jet`: r, r', r'', r''' from the jet of U (eq. 4.5);
+* :class:`BurgersSolution`: a sum of odd stages ``sum_k eps_k U_k`` and a trainable
+  lambda written as ``lambda = lambda_base + lambda_scale * delta`` (``delta`` is the
+  trainable O(1) number, so a stage can learn a correction of 1e-12 in float64);
+* :func:`train_burgers`: one stage on the loss of eq. (4.2)-(4.4),
+
+    L = (1 - gamma) L_d + gamma (L_e + gamma_g L_g) + gamma_s L_s,
+
+  with the earlier stages frozen (their jets computed once per stage);
+* :func:`evaluate`: error against the exact lambda = 1/2 profile, residue, losses and
+  the split of the error into a low-frequency part (least-squares odd polynomial) and
+  the high-frequency rest, used by chapter ``ch-burgers``.
+
+Everything runs in the model's dtype, float64 by default.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .networks import StageNetwork
+from .spectrum import dominant_frequency
+from .training import TrainHistory, train
+
+__all__ = [
+    "exact_profile", "exact_derivatives", "exact_residual", "network_jet", "odd_jet", "residual_jet",
+    "BurgersSolution", "BurgersRun", "train_burgers", "BurgersEval", "evaluate", "split_error",
+    "next_stage_settings",
+]
+
+LAMBDA_SMOOTH = 0.5
+
+
+# ---------------------------------------------------------------- exact solutions
+def _check_lambda(lam: float) -> float:
+    lam = float(lam)
+    if not (math.isfinite(lam) and lam > 0):
+        raise ValueError(f"lambda must be finite and positive, got {lam}")
+    return lam
+
+
+def exact_profile(y, lam: float = 0.5, C: float = 1.0) -> np.ndarray:
+    """The odd self-similar profile U(y) of eq. (D.6), ``y = -U - C sgn(U) |U|^(1+1/lambda)``.
+
+    With ``a = |U|`` and ``p = 1 + 1/lambda`` the relation is ``a + C a^p = |y|``, whose
+    left side is increasing and convex in ``a``; Newton's method started above the
+    root at ``min(|y|, (|y|/C)^(1/p))`` therefore decreases monotonically onto it, for
+    every ``y``. ``U = -sgn(y) a``. C = 1 is the boundary condition U(2) = -1.
+
+    Args:
+        y: points (any shape), float64.
+        lam: lambda > 0 (1/2 is the first smooth profile).
+        C: positive constant of the family.
+
+    Returns:
+        U(y), same shape as ``y``, float64, accurate to a few ulp.
+    """
+    lam = _check_lambda(lam)
+    if not (math.isfinite(C) and C > 0):
+        raise ValueError(f"C must be finite and positive, got {C}")
+    y = np.asarray(y, dtype=np.float64)
+    if not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or inf")
+    p = 1.0 + 1.0 / lam
+    s = np.abs(y)
+    a = np.minimum(s, (s / C) ** (1.0 / p))
+    for _ in range(200):
+        h = a + C * a ** p - s
+        step = h / (1.0 + C * p * a ** (p - 1.0))
+        a_new = np.where(a > 0, a - step, 0.0)
+        a_new = np.maximum(a_new, 0.0)
+        if np.all(a_new >= a):  # monotone from above: no further decrease means converged
+            break
+        a = np.minimum(a, a_new)
+    return -np.sign(y) * a
+
+
+def exact_derivatives(y, lam: float = 0.5, C: float = 1.0, order: int = 4) -> np.ndarray:
+    """U and its derivatives up to ``order`` (<= 4) along the profile (D.6), shape (order+1, ...).
+
+    With ``y(U) = -U - C sgn(U)|U|^p`` explicit, the derivatives of the inverse
+    function follow from those of ``y(U)``:
+
+        U' = 1/y',  U'' = -y''/y'^3,  U''' = (3 y''^2 - y' y''')/y'^5,
+        U'''' = (10 y' y'' y''' - 15 y''^3 - y'^2 y'''')/y'^7.
+
+    For lambda = 1/2 (p = 3) every term is a polynomial in U: smooth. For lambda = 0.4
+    (p = 3.5), y''' ~ |U|^(1/2) puts a cusp into U''' at the origin and y'''' ~
+    sgn(U)|U|^(-1/2) makes U'''' unbounded there, with opposite signs on the two sides
+    (Fig. 17). At ``y = 0`` a negative power is evaluated as inf.
+    """
+    if not (isinstance(order, (int, np.integer)) and 0 <= order <= 4):
+        raise ValueError(f"order must be an integer in 0..4, got {order!r}")
+    U = exact_profile(y, lam, C)
+    p = 1.0 + 1.0 / lam
+    a, sg = np.abs(U), np.sign(U)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        def pw(e):
+            return np.where(a > 0, a ** e, 0.0 if e > 0 else (1.0 if e == 0 else np.inf))
+        y1 = -1.0 - C * p * pw(p - 1)
+        y2 = -C * p * (p - 1) * sg * pw(p - 2)
+        y3 = -C * p * (p - 1) * (p - 2) * pw(p - 3)
+        y4 = -C * p * (p - 1) * (p - 2) * (p - 3) * sg * pw(p - 4)
+        if p == 3.0:  # polynomial case: y''' = -6 C, y'''' = 0 exactly (no 0 * inf at the origin)
+            y3 = np.full_like(a, -6.0 * C)
+            y4 = np.zeros_like(a)
+        d = [U, 1.0 / y1, -y2 / y1 ** 3, (3 * y2 ** 2 - y1 * y3) / y1 ** 5,
+             (10 * y1 * y2 * y3 - 15 * y2 ** 3 - y1 ** 2 * y4) / y1 ** 7]
+    return np.stack(d[: order + 1])
+
+
+def exact_residual(y, lam: float = 0.5, C: float = 1.0) -> np.ndarray:
+    """The residue of eq. (D.5) evaluated on the exact profile: zero up to round-off."""
+    U, U1 = exact_derivatives(y, lam, C, order=1)
+    y = np.asarray(y, dtype=np.float64)
+    return -lam * U + ((1 + lam) * y + U) * U1
+
+
+# ---------------------------------------------------------------- Taylor-mode jets
+def _act_derivs(z: torch.Tensor, kind: str, order: int) -> list[torch.Tensor]:
+    """sigma(z) and its derivatives up to ``order`` (<= 4) for tanh or sin."""
+    if kind == "tanh":
+        t = torch.tanh(z)
+        s = 1 - t * t
+        out = [t, s, -2 * t * s, s * (6 * t * t - 2), 8 * t * s * (2 - 3 * t * t)]
+    else:
+        sn, cs = torch.sin(z), torch.cos(z)
+        out = [sn, cs, -sn, -cs, sn]
+    return out[: order + 1]
+
+
+def _compose(sig: list[torch.Tensor], z: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Derivatives of sigma(z(y)) from those of sigma and z (Faa di Bruno, orders <= 4)."""
+    n = len(z) - 1
+    out = [sig[0]]
+    if n >= 1:
+        out.append(sig[1] * z[1])
+    if n >= 2:
+        out.append(sig[2] * z[1] ** 2 + sig[1] * z[2])
+    if n >= 3:
+        out.append(sig[3] * z[1] ** 3 + 3 * sig[2] * z[1] * z[2] + sig[1] * z[3])
+    if n >= 4:
+        out.append(sig[4] * z[1] ** 4 + 6 * sig[3] * z[1] ** 2 * z[2]
+                   + sig[2] * (3 * z[2] ** 2 + 4 * z[1] * z[3]) + sig[1] * z[4])
+    return out
+
+
+def network_jet(net: StageNetwork, y: torch.Tensor, order: int = 4) -> list[torch.Tensor]:
+    """``[N(y), N'(y), ..., N^(order)(y)]`` of a 1D stage network, each of shape (n,).
+
+    The derivatives are pushed through the layers with the input (Taylor mode): the
+    first layer is affine in y, so its pre-activation has one nonzero derivative,
+    and every tanh/sin layer maps a jet to a jet by Faa di Bruno's formula. One pass
+    costs about ``order + 1`` forward passes and the result stays differentiable in
+    the network's weights. Agrees with nested autograd to round-off (tested).
+    """
+    if not isinstance(net, StageNetwork):
+        raise TypeError(f"network_jet needs a StageNetwork, got {type(net).__name__}")
+    if net.in_dim != 1 or net.n_models != 1:
+        raise ValueError("network_jet needs a single network with one input")
+    if not (isinstance(order, (int, np.integer)) and 0 <= order <= 4):
+        raise ValueError(f"order must be an integer in 0..4, got {order!r}")
+    y = y.reshape(-1, 1).to(net.dtype)
+    W0, b0 = net.weights[0][0], net.biases[0][0]
+    k = net.kappa.reshape(-1)[0]
+    z0 = (y * k) @ W0 + b0
+    zeros = torch.zeros_like(z0)
+    z = [z0, (k * W0).expand_as(z0)] + [zeros] * (order - 1)
+    z = z[: order + 1]
+    h = _compose(_act_derivs(z[0], net.first_activation, order), z)
+    for W, b in zip(list(net.weights)[1:-1], list(net.biases)[1:-1]):
+        z = [h[0] @ W[0] + b[0]] + [hj @ W[0] for hj in h[1:]]
+        h = _compose(_act_derivs(z[0], "tanh", order), z)
+    W, b = net.weights[-1][0], net.biases[-1][0]
+    out = [(h[0] @ W + b)[:, 0]] + [(hj @ W)[:, 0] for hj in h[1:]]
+    return out
+
+
+def odd_jet(net: StageNetwork, y: torch.Tensor, order: int = 4) -> list[torch.Tensor]:
+    """Jet of the odd ansatz ``U(y) = y [N(y) + N(-y)]`` (Appendix D), orders 0..``order``.
+
+    With ``S(y) = N(y) + N(-y)``, ``S^(j)(y) = N^(j)(y) + (-1)^j N^(j)(-y)`` and, by
+    Leibniz, ``U^(j) = y S^(j) + j S^(j-1)``. U is odd for any weights.
+    """
+    y = y.reshape(-1).to(net.dtype)
+    both = network_jet(net, torch.cat([y, -y]), order)
+    n = y.shape[0]
+    S = [d[:n] + (-1) ** j * d[n:] for j, d in enumerate(both)]
+    return [y * S[0]] + [y * S[j] + j * S[j - 1] for j in range(1, order + 1)]
+
+
+def residual_jet(U: Sequence[torch.Tensor], y: torch.Tensor, lam, order: int = 3) -> list[torch.Tensor]:
+    """``[r, r', ..., r^(order)]`` of eq. (4.5) from the jet of U (needs U up to ``order + 1``).
+
+    With ``A = (1 + lambda) y + U``: ``r = -lambda U + A U'`` and, by Leibniz,
+    ``r^(j) = -lambda U^(j) + sum_i C(j, i) A^(i) U^(j-i+1)``, where ``A' = 1 + lambda + U'``
+    and ``A^(i) = U^(i)`` for ``i >= 2``.
+    """
+    if len(U) < order + 2:
+        raise ValueError(f"residual derivatives up to order {order} need U up to order {order + 1}")
+    y = y.reshape(-1).to(U[0].dtype)
+    A = [(1 + lam) * y + U[0], 1 + lam + U[1]] + list(U[2:])
+    out = []
+    for j in range(order + 1):
+        r = -lam * U[j]
+        for i in range(j + 1):
+            r = r + math.comb(j, i) * A[i] * U[j - i + 1]
+        out.append(r)
+    return out
+
+
+# ---------------------------------------------------------------- the staged solution
+class BurgersSolution(nn.Module):
+    """``U = sum_k eps_k U_k`` with odd stages ``U_k = y [N_k(y) + N_k(-y)]``, and a trainable lambda.
+
+    lambda is ``lambda_base + lambda_scale * delta`` with ``delta`` the trainable scalar;
+    :meth:`add_stage` freezes the earlier networks and, unless told otherwise, moves the
+    current lambda into ``lambda_base`` and restarts ``delta`` at 0 with a new scale (the
+    estimate of lambda's error, e.g. sqrt(L_s), so that ``delta`` is O(1)).
+
+    Args:
+        lambda_init: the first stage's starting lambda (positive).
+        dtype, device: of every network and of lambda.
+    """
+
+    def __init__(self, lambda_init: float = 0.4, *, dtype: torch.dtype = torch.float64, device="cpu"):
+        super().__init__()
+        self.dtype_, self.device_ = dtype, torch.device(device)
+        self.lambda_base = _check_lambda(lambda_init)
+        self.lambda_scale = 1.0
+        self.delta = nn.Parameter(torch.zeros((), dtype=dtype, device=self.device_))
+        self.nets = nn.ModuleList()
+        self.eps: list[float] = []
+        self.groups: list[int] = []  # the stage (training round) each network belongs to
+        self.lambdas: list[float] = []  # lambda at the end of each round
+
+    @property
+    def lam(self) -> torch.Tensor:
+        """lambda as a differentiable tensor."""
+        return self.lambda_base + self.lambda_scale * self.delta
+
+    @property
+    def lambda_value(self) -> float:
+        """lambda as a float64 number (base + scale * delta summed in float64)."""
+        return float(self.lambda_base + self.lambda_scale * float(self.delta.detach().double()))
+
+    @property
+    def n_rounds(self) -> int:
+        return (max(self.groups) + 1) if self.groups else 0
+
+    def add_stage(self, networks: Sequence[dict], *, lambda_scale: float | None = None) -> None:
+        """Start a new training round with one or more new networks.
+
+        Args:
+            networks: one dict per new network with keys ``eps`` (prefactor), and
+                optionally ``widths`` (default (20, 20, 20)), ``kappa_hat`` (then the
+                first layer is sin; None gives a regular tanh network), ``seed``.
+            lambda_scale: the scale of lambda's correction in this round (positive);
+                None keeps the current scale (first round: 1).
+        """
+        if not networks:
+            raise ValueError("a stage needs at least one network")
+        if self.nets:
+            self.lambda_base = self.lambda_value
+            with torch.no_grad():
+                self.delta.zero_()
+            for net in self.nets:
+                net.requires_grad_(False)
+        if lambda_scale is not None:
+            if not (math.isfinite(lambda_scale) and lambda_scale > 0):
+                raise ValueError(f"lambda_scale must be finite and positive, got {lambda_scale}")
+            self.lambda_scale = float(lambda_scale)
+        g = self.n_rounds
+        for spec in networks:
+            unknown = set(spec) - {"eps", "widths", "kappa_hat", "seed"}
+            if unknown:
+                raise ValueError(f"unknown network settings {sorted(unknown)}")
+            eps = float(spec.get("eps", 1.0))
+            if not (math.isfinite(eps) and eps > 0):
+                raise ValueError(f"eps must be finite and positive, got {eps}")
+            kh = spec.get("kappa_hat")
+            net = StageNetwork(1, spec.get("widths", (20, 20, 20)), kappa_hat=kh,
+                               first_activation="tanh" if kh is None else "sin",
+                               seed=int(spec.get("seed", len(self.nets))), dtype=self.dtype_, device=self.device_)
+            self.nets.append(net)
+            self.eps.append(eps)
+            self.groups.append(g)
+
+    def trainable(self) -> list[torch.Tensor]:
+        """The newest round's weights and delta."""
+        g = self.n_rounds - 1
+        ps = [p for net, gi in zip(self.nets, self.groups) if gi == g for p in net.parameters()]
+        return ps + [self.delta]
+
+    def jet(self, y: torch.Tensor, order: int = 4, rounds: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """Jet of ``sum eps_k U_k`` over the given rounds (all by default)."""
+        y = y.reshape(-1).to(dtype=self.dtype_, device=self.device_)
+        total = None
+        for net, eps, g in zip(self.nets, self.eps, self.groups):
+            if rounds is not None and g not in rounds:
+                continue
+            part = [eps * d for d in odd_jet(net, y, order)]
+            total = part if total is None else [a + b for a, b in zip(total, part)]
+        if total is None:
+            total = [torch.zeros_like(y) for _ in range(order + 1)]
+        return total
+
+    def predict(self, y, rounds: Sequence[int] | None = None, order: int = 0) -> np.ndarray:
+        """U (``order`` 0) or its derivatives on numpy points, float64 numpy out."""
+        yt = torch.as_tensor(np.asarray(y, dtype=np.float64), dtype=self.dtype_, device=self.device_)
+        with torch.no_grad():
+            d = self.jet(yt, order, rounds)
+        return d[order].double().cpu().numpy()
+
+    def parts(self, y) -> np.ndarray:
+        """``eps_k U_k(y)`` of every network, shape (n_networks, n)."""
+        yt = torch.as_tensor(np.asarray(y, dtype=np.float64), dtype=self.dtype_, device=self.device_)
+        with torch.no_grad():
+            return np.stack([(e * odd_jet(n, yt, 0)[0]).double().cpu().numpy() for n, e in zip(self.nets, self.eps)])
+
+
+# ---------------------------------------------------------------- training one round
+@dataclass
+class BurgersRun:
+    """What one training round did: loss history per term, lambda along the way."""
+
+    history: TrainHistory
+    loss_d: np.ndarray
+    loss_e: np.ndarray
+    loss_g: np.ndarray
+    loss_s: np.ndarray
+    lam: np.ndarray
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def iterations(self) -> int:
+        return self.history.iterations
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
+
+
+def train_burgers(model: BurgersSolution, *, gamma: float, gamma_g: float = 0.0, gamma_s: float = 1e-3,
+                  n_collocation: int = 400, n_smooth: int = 40, smooth_width: float = 0.1,
+                  adam_steps: int = 2000, lbfgs_steps: int = 2000, lr: float = 1e-3, seed: int = 0,
+                  normalize: bool = True, smooth_in_equation: bool = True, progress: bool | None = None, desc: str = "stage") -> BurgersRun:
+    """Train the newest round of ``model`` on eq. (4.2)-(4.5) on [-2, 2].
+
+    The collocation points (``n_collocation`` uniform in [-2, 2] plus both ends) and the
+    smoothness points (``n_smooth`` uniform in ``|y| < smooth_width``) are drawn once
+    from ``seed``; the frozen rounds' jets there are computed once. With
+    ``normalize`` the optimizer sees the loss divided by its value at the start of
+    the round (higher rounds start near 1e-20 in absolute terms, where Adam's epsilon
+    would otherwise dominate); the recorded losses are absolute.
+
+    Args:
+        model: the solution whose newest round is trained.
+        gamma, gamma_g, gamma_s: the weights of eq. (4.2): gamma in (0, 1),
+            gamma_g >= 0 (gPINN), gamma_s >= 0 (smoothness).
+        n_collocation, n_smooth: N_c and N_s.
+        smooth_width: the smoothness points lie in |y| < smooth_width.
+        adam_steps, lbfgs_steps, lr: the optimizer budget (Adam then L-BFGS).
+
+    Returns:
+        A :class:`BurgersRun` with the loss terms and lambda per Adam step / L-BFGS evaluation.
+    """
+    if not model.nets:
+        raise ValueError("the model has no stage: call add_stage first")
+    if not 0 < gamma < 1:
+        raise ValueError(f"gamma must lie in (0, 1), got {gamma}")
+    for name, v in (("gamma_g", gamma_g), ("gamma_s", gamma_s)):
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {v}")
+    if int(n_collocation) < 2 or int(n_smooth) < 1:
+        raise ValueError("need n_collocation >= 2 and n_smooth >= 1")
+    if not 0 < smooth_width <= 2:
+        raise ValueError(f"smooth_width must lie in (0, 2], got {smooth_width}")
+    dev, dt = model.device_, model.dtype_
+    g = torch.Generator().manual_seed(int(seed))
+    yc = torch.cat([_uniform(int(n_collocation), -2.0, 2.0, g), torch.tensor([-2.0, 2.0], dtype=torch.float64)])
+    ys = _uniform(int(n_smooth), -smooth_width, smooth_width, g)
+    yc, ys = (t.to(device=dev, dtype=dt) for t in (yc, ys))
+    last = model.n_rounds - 1
+    nc = yc.shape[0]
+    # the data point y = -2 is collocation point nc - 2; the equation needs U up to order 2 there,
+    # the smoothness term U up to order 4 at the few points near the origin
+    with torch.no_grad():
+        fc = model.jet(yc, 2, list(range(last)))
+        fs = model.jet(ys, 4, list(range(last)))
+
+    def terms():
+        lam = model.lam
+        Uc = [a + b for a, b in zip(fc, model.jet(yc, 2, [last]))]
+        Us = [a + b for a, b in zip(fs, model.jet(ys, 4, [last]))]
+        rc = residual_jet(Uc, yc, lam, 1)
+        rs = residual_jet(Us, ys, lam, 3)
+        ld = (Uc[0][nc - 2] - 1.0) ** 2
+        if smooth_in_equation:  # the smoothness points are collocation points too
+            le = (torch.cat([rc[0], rs[0]]) ** 2).mean()
+            lg = (torch.cat([rc[1], rs[1]]) ** 2).mean()
+        else:
+            le = (rc[0] ** 2).mean()
+            lg = (rc[1] ** 2).mean()
+        ls = (rs[3] ** 2).mean()
+        return ld, le, lg, ls
+
+    def total(ld, le, lg, ls):
+        return (1 - gamma) * ld + gamma * (le + gamma_g * lg) + gamma_s * ls
+
+    with torch.no_grad():
+        scale = float(total(*terms())) if normalize else 1.0
+    if not (math.isfinite(scale) and scale > 0):
+        raise FloatingPointError(f"the starting loss is {scale}: check the stage settings")
+    rec: list[tuple] = []
+
+    def loss_fn():
+        t = terms()
+        rec.append(tuple(float(v.detach()) for v in t) + (model.lambda_value,))
+        return total(*t) / scale
+
+    hist = train(model.trainable(), loss_fn, adam_steps=adam_steps, lbfgs_steps=lbfgs_steps, lr=lr,
+                 progress=progress, desc=desc, fast=False)
+    with torch.no_grad():
+        t = terms()
+    a = np.array(rec) if rec else np.zeros((0, 5))
+    model.lambdas.append(model.lambda_value)
+    run = BurgersRun(history=hist, loss_d=a[:, 0], loss_e=a[:, 1], loss_g=a[:, 2], loss_s=a[:, 3], lam=a[:, 4],
+                     settings=dict(gamma=gamma, gamma_g=gamma_g, gamma_s=gamma_s, n_collocation=int(n_collocation),
+                                   n_smooth=int(n_smooth), adam_steps=adam_steps, lbfgs_steps=lbfgs_steps))
+    run.final = dict(loss_d=float(t[0]), loss_e=float(t[1]), loss_g=float(t[2]), loss_s=float(t[3]),
+                     lam=model.lambda_value)
+    return run
+
+
+# ---------------------------------------------------------------- evaluation
+def split_error(y: np.ndarray, e: np.ndarray, degree: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    """Split an odd error into a low-frequency part and the rest.
+
+    The low-frequency part is the least-squares fit of ``e`` by odd Chebyshev
+    polynomials T_1, T_3, ..., T_degree in ``y/2`` (a smooth profile over [-2, 2]); the
+    high-frequency part is what remains.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    e = np.asarray(e, dtype=np.float64)
+    if y.shape != e.shape or y.ndim != 1:
+        raise ValueError("y and e must be 1D arrays of the same length")
+    if degree < 1 or degree % 2 == 0:
+        raise ValueError(f"degree must be odd and >= 1, got {degree}")
+    t = y / 2.0
+    V = np.stack([np.polynomial.chebyshev.chebval(t, [0] * k + [1]) for k in range(1, degree + 1, 2)], axis=1)
+    coef, *_ = np.linalg.lstsq(V, e, rcond=None)
+    low = V @ coef
+    return low, e - low
+
+
+@dataclass
+class BurgersEval:
+    """The state of a solution on a uniform grid of [-2, 2]."""
+
+    y: np.ndarray
+    error: np.ndarray
+    residue: np.ndarray
+    lam: float
+    lambda_error: float
+    error_rms: float
+    error_max: float
+    residue_rms: float
+    f_d: float
+    low_rms: float
+    high_rms: float
+    high_estimate: float
+
+
+def evaluate(model: BurgersSolution, n: int = 2001, rounds: Sequence[int] | None = None,
+             lam: float | None = None) -> BurgersEval:
+    """Error against the exact lambda = 1/2 profile, residue, and the error's two parts.
+
+    ``high_estimate`` is eq. (3.9)'s prediction of the high-frequency error from the
+    residue: ``rms(r) / (2 pi f_d)``.
+    """
+    if int(n) < 16:
+        raise ValueError(f"n must be >= 16, got {n}")
+    y = np.linspace(-2.0, 2.0, int(n))
+    yt = torch.as_tensor(y, dtype=model.dtype_, device=model.device_)
+    lam = model.lambda_value if lam is None else float(lam)
+    with torch.no_grad():
+        U = model.jet(yt, 1, rounds)
+        r = residual_jet(U, yt, lam, 0)[0].double().cpu().numpy()
+    e = U[0].double().cpu().numpy() - exact_profile(y, LAMBDA_SMOOTH)
+    low, high = split_error(y, e)
+    f_d = dominant_frequency(r, dx=y[1] - y[0])
+    rr = float(np.sqrt(np.mean(r ** 2)))
+    return BurgersEval(y=y, error=e, residue=r, lam=lam, lambda_error=abs(lam - LAMBDA_SMOOTH),
+                       error_rms=float(np.sqrt(np.mean(e ** 2))), error_max=float(np.max(np.abs(e))),
+                       residue_rms=rr, f_d=f_d, low_rms=float(np.sqrt(np.mean(low ** 2))),
+                       high_rms=float(np.sqrt(np.mean(high ** 2))), high_estimate=rr / (2 * math.pi * f_d))
+
+
+def next_stage_settings(ev: BurgersEval, run: BurgersRun) -> dict:
+    """The next round's settings from the last one's residue and smoothness loss (Algorithm 4, eq. 4.8).
+
+    * ``eps``: the high-frequency network's prefactor, eq. (3.9) for a first-order
+      equation, ``rms(r) / (2 pi f_d)``;
+    * ``kappa_hat``: ``2 pi f_d`` for its sin first layer (eq. 3.16);
+    * ``gamma``: eq. (3.32) with ``L_d ~ eps^2`` and ``L_e ~ rms(r)^2``;
+    * ``eps_lambda``: the estimate of lambda's error, ``sqrt(L_s)`` (Fig. 14b inset),
+      the prefactor of the low-frequency network ``U_lambda`` of eq. (4.8) and the
+      scale of the next lambda correction.
+    """
+    eps = ev.high_estimate
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"the residue gives no usable magnitude (eps = {eps})")
+    ls = run.final["loss_s"]
+    return dict(eps=eps, kappa_hat=2 * math.pi * ev.f_d, gamma=eps ** 2 / (eps ** 2 + ev.residue_rms ** 2),
+                eps_lambda=math.sqrt(ls) if ls > 0 else eps)
