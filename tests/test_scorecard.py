@@ -161,9 +161,15 @@ def test_use_msnn_examples_match_the_api():
                 module = __import__(node.module, fromlist=["_"])
                 for alias in node.names:
                     names[alias.asname or alias.name] = getattr(module, alias.name)
-        methods = {"add_stage": getattr(names.get("StagedSolution"), "add_stage", None),
+        staged = names.get("StagedSolution") or names.get("BurgersSolution")
+        methods = {"add_stage": getattr(staged, "add_stage", None),
                    "fit": getattr(names.get("MultistageRegressor"), "fit", None),
                    "rms_error": getattr(names.get("MultistageRegressor"), "rms_error", None)}
+        # keywords collected in a dict(...) and passed on as **name are checked as well
+        dicts = {t.id: [k.arg for k in node.value.keywords]
+                 for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                 and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", None) == "dict"
+                 for t in node.targets if isinstance(t, ast.Name)}
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
@@ -175,4 +181,10 @@ def test_use_msnn_examples_match_the_api():
             if any(p.kind == p.VAR_KEYWORD for p in params.values()):
                 continue
             for kw in node.keywords:
+                if kw.arg is None:  # **name
+                    name = getattr(kw.value, "id", None)
+                    assert name in dicts, f"book/use-msnn.md passes **{name}, not a dict(...) of the example"
+                    for arg in dicts[name]:
+                        assert arg in params, f"book/use-msnn.md passes {arg}= (via **{name}) to {target.__qualname__}"
+                    continue
                 assert kw.arg in params, f"book/use-msnn.md passes {kw.arg}= to {target.__qualname__}"
