@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from .networks import StageNetwork
+from .pinn import gamma_bound, magnitude_estimate, sample_collocation
 from .spectrum import dominant_frequency
 from .training import TrainHistory, train
 
@@ -379,7 +380,7 @@ class BurgersRun:
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
+    return sample_collocation([(lo, hi)], n, method="uniform", generator=g)[:, 0]
 
 
 def train_burgers(model: BurgersSolution, *, gamma: float, gamma_g: float = 0.0, gamma_s: float = 1e-3,
@@ -554,7 +555,7 @@ def evaluate(model: BurgersSolution, n: int = 2001, rounds: Sequence[int] | None
     return BurgersEval(y=y, error=e, residue=r, lam=lam, lambda_error=abs(lam - LAMBDA_SMOOTH),
                        error_rms=float(np.sqrt(np.mean(e ** 2))), error_max=float(np.max(np.abs(e))),
                        residue_rms=rr, f_d=f_d, low_rms=float(np.sqrt(np.mean(low ** 2))),
-                       high_rms=float(np.sqrt(np.mean(high ** 2))), high_estimate=rr / (2 * math.pi * f_d))
+                       high_rms=float(np.sqrt(np.mean(high ** 2))), high_estimate=magnitude_estimate(rr, f_d, (1,)))
 
 
 def next_stage_settings(ev: BurgersEval, run: BurgersRun) -> dict:
@@ -572,5 +573,5 @@ def next_stage_settings(ev: BurgersEval, run: BurgersRun) -> dict:
     if not (eps > 0 and math.isfinite(eps)):
         raise ValueError(f"the residue gives no usable magnitude (eps = {eps})")
     ls = run.final["loss_s"]
-    return dict(eps=eps, kappa_hat=2 * math.pi * ev.f_d, gamma=eps ** 2 / (eps ** 2 + ev.residue_rms ** 2),
+    return dict(eps=eps, kappa_hat=2 * math.pi * ev.f_d, gamma=gamma_bound(eps ** 2, ev.residue_rms ** 2),
                 eps_lambda=math.sqrt(ls) if ls > 0 else eps)
