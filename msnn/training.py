@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["TrainHistory", "train", "show_progress"]
+__all__ = ["TrainHistory", "train", "show_progress", "Phase", "parse_schedule", "run_phases", "SCHEDULES"]
 
 
 def show_progress(progress: bool | None = None) -> bool:
@@ -248,6 +248,10 @@ def train(
     hist.seconds = time.perf_counter() - t0
     return hist
 
+
+# A stage trained by a sequence of phases (Adam, L-BFGS, exact output layer, LSGD,
+# Gauss-Newton): defined in msnn.phases, re-exported here as part of the training API.
+from .phases import SCHEDULES, Phase, parse_schedule, run_phases  # noqa: E402
 
 _LOGGED: set = set()
 
