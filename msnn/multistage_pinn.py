@@ -38,8 +38,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .pinn import (RAR, grad, PINNProblem, StagedSolution, algorithm3, estimate_next_stage, gamma_bound,
+from .pinn import (RAR, grad, sample_collocation, PINNProblem, StagedSolution, algorithm3, estimate_next_stage, gamma_bound,
                    residual_grid, train_pinn)
+from .phases import RowGroup, output_layer_norm, round_off, run_phases, schedule_for
 from .regression import _resolve_device
 from .spectrum import dominant_frequency, dominant_frequency_2d
 
@@ -94,6 +95,9 @@ class PINNStageRecord:
     error_max: float = math.nan
     error_f_d: list = field(default_factory=list)
     seconds: float = 0.0
+    phases: list = field(default_factory=list)
+    output_norm: float = math.nan
+    round_off: float = math.nan
 
     @property
     def iterations(self) -> int:
@@ -141,7 +145,18 @@ class MultistagePINN:
             (1/2) u_xx.
         n_stages: number of stages.
         widths: hidden widths per stage (one tuple, or one per stage).
-        adam_steps, lbfgs_steps: optimizer budget per stage (Adam first, then L-BFGS).
+        adam_steps, lbfgs_steps: the paper schedule's budget per stage (Adam first, then
+            L-BFGS; 5000 and 0 by default).
+        schedule: ``"paper"`` (Adam then L-BFGS), ``"precision"`` (Adam 1000 on the
+            PINN loss, then variable-projection Levenberg-Marquardt: the output layer
+            solved exactly, which needs an equation linear in u; 1D problems take a
+            uniform grid of ``max(n_collocation, 12 kappa_hat)`` collocation points for
+            it and keep the parameters best on the midpoints), or a list of phases (see
+            :mod:`msnn.phases`; "adam" and "lbfgs" phases run first, through
+            :func:`msnn.pinn.train_pinn`). Default: "paper" when ``adam_steps`` or
+            ``lbfgs_steps`` is given, else "precision".
+        precision_steps: the Levenberg-Marquardt iterations of the "precision" schedule
+            (at most; it stops when the loss stops falling).
         lr: Adam learning rate per stage.
         lr_schedule: optional factor on lr per Adam step (one callable or one per stage).
         n_collocation: collocation points per stage.
@@ -179,7 +194,8 @@ class MultistagePINN:
     """
 
     def __init__(self, problem: PINNProblem, *, orders, eps_beta: float = 1.0, n_stages: int = 3,
-                 widths=(20, 20, 20), adam_steps=5000, lbfgs_steps=0, lr=1e-3, lr_schedule=None,
+                 widths=(20, 20, 20), adam_steps=None, lbfgs_steps=None, schedule=None, precision_steps=300,
+                 lr=1e-3, lr_schedule=None,
                  n_collocation=201, resample_every=100, sampler: str = "lhs", margin: float = 0.0,
                  extra_points=None, gamma=None, gpinn=False, gamma_g=None, rar=None, eps0: float = 1.0,
                  kappa_hat0=None, factor: float = 2.0, n_grid: int = 2501, pad: int = 1,
@@ -209,11 +225,27 @@ class MultistagePINN:
         for w in self.widths:
             if not w or any(v < 1 for v in w):
                 raise ValueError(f"widths must be non-empty tuples of positive ints, got {w}")
-        self.adam_steps = [_count(v, "adam_steps") for v in _per_stage(adam_steps, n, "adam_steps")]
-        self.lbfgs_steps = [_count(v, "lbfgs_steps") for v in _per_stage(lbfgs_steps, n, "lbfgs_steps")]
-        for a, b in zip(self.adam_steps, self.lbfgs_steps):
-            if a + b == 0:
-                raise ValueError("every stage needs adam_steps + lbfgs_steps > 0")
+        if schedule is None:
+            schedule = "paper" if (adam_steps is not None or lbfgs_steps is not None) else "precision"
+        self.schedule = schedule
+        self.adam_steps = [_count(v, "adam_steps") for v in _per_stage(5000 if adam_steps is None else adam_steps,
+                                                                        n, "adam_steps")]
+        self.lbfgs_steps = [_count(v, "lbfgs_steps") for v in _per_stage(0 if lbfgs_steps is None else lbfgs_steps,
+                                                                          n, "lbfgs_steps")]
+        self.precision_steps = [_count(v, "precision_steps") for v in _per_stage(precision_steps, n,
+                                                                                 "precision_steps")]
+        self._phases = [schedule_for(schedule, k, adam_steps=self.adam_steps[k], lbfgs_steps=self.lbfgs_steps[k],
+                                     precision_steps=self.precision_steps[k], n_stages=n) for k in range(n)]
+        for k, ph in enumerate(self._phases):
+            first = [p.kind for p in ph if p.kind in ("adam", "lbfgs")]
+            if first != sorted(first) or any(p.kind in ("adam", "lbfgs") for p in ph[len(first):]):
+                raise ValueError("in a PINN stage the 'adam' and 'lbfgs' phases come first (they run through "
+                                 f"train_pinn), then the least-squares phases; stage {k + 1} has {[str(p) for p in ph]}")
+            if sum(p.steps for p in ph) == 0 and not any(p.kind == "output-lstsq" for p in ph):
+                raise ValueError("every stage needs some training: adam_steps + lbfgs_steps > 0, or phases with steps")
+        for k, ph in enumerate(self._phases):
+            self.adam_steps[k] = sum(p.steps for p in ph if p.kind == "adam")
+            self.lbfgs_steps[k] = sum(p.steps for p in ph if p.kind == "lbfgs")
         self.lr = [float(v) for v in _per_stage(lr, n, "lr")]
         if any(not v > 0 for v in self.lr):
             raise ValueError(f"lr must be positive, got {self.lr}")
@@ -379,6 +411,7 @@ class MultistagePINN:
             net = self.model_.add_stage(eps, widths=self.widths[k], kappa_hat=kh, seed=self.seed + k, init=self.init)
             # step 8: train on the original equation
             run = train_pinn(p, self.model_, gamma=gamma, desc=f"stage {k + 1}", **run_kwargs)
+            reports = self._second_order(k, net, run, gamma, gg, kh)
             self.runs_.append(run)
             _, r = residual_grid(p, self.model_, self.n_grid)
             rec = PINNStageRecord(
@@ -388,7 +421,9 @@ class MultistagePINN:
                 n_weights=net.n_weights(biases=True), loss_d=run.loss_d, loss_e=run.loss_e, loss_g=run.loss_g,
                 adam_steps=run.history.adam_steps, lbfgs_iterations=run.history.lbfgs_iterations,
                 lbfgs_evaluations=run.history.lbfgs_evaluations,
-                residue_rms=float(np.sqrt(np.mean(r ** 2))), residue_f_d=self._frequency(r, axes))
+                residue_rms=float(np.sqrt(np.mean(r ** 2))), residue_f_d=self._frequency(r, axes),
+                phases=[rep.summary() for rep in reports], output_norm=output_layer_norm(net),
+                round_off=float(eps) * round_off(net, torch.as_tensor(pts, dtype=self.dtype, device=self.device)))
             if exact is not None:
                 e = exact - self.model_.predict(pts)
                 rec.error_rms = float(np.sqrt(np.mean(e ** 2)))
@@ -398,6 +433,65 @@ class MultistagePINN:
             self.records_.append(rec)
             self._save()
         return self
+
+    def _second_order(self, k: int, net, run, gamma: float, gamma_g: float, kappa_hat) -> list:
+        """The least-squares / Gauss-Newton phases of stage k, after its Adam and L-BFGS phases.
+
+        Rows: the equation at the collocation points (weight gamma), the data (1 - gamma)
+        and, with gPINN, the residual's gradient per axis (gamma gamma_g), all divided by
+        the stage's initial loss, so that the loss the phases see starts near 1."""
+        rest = [ph for ph in self._phases[k] if ph.kind not in ("adam", "lbfgs")]
+        if not rest:
+            return []
+        p, m, eps = self.problem, self.model_, self.model_.eps[k]
+        dev, dt = self.device, self.dtype
+        val = None
+        if p.dim == 1:
+            kh = 0.0 if kappa_hat is None else float(np.max(np.atleast_1d(kappa_hat)))
+            n = max(self.n_collocation[k], int(math.ceil(12 * kh)) + 1)
+            lo, hi = p.domain[0]
+            xc = torch.linspace(lo, hi, n, dtype=dt, device=dev)[:, None]
+            xv = (xc[1:] + xc[:-1]) / 2
+        else:
+            # the stage's last collocation set trains; a fresh draw of half as many points validates
+            xc = torch.as_tensor(run.collocation, dtype=dt, device=dev)
+            gen = torch.Generator(device=dev).manual_seed(10_000 + self.seed + k)
+            xv = sample_collocation(p.domain, max(self.n_collocation[k] // 2, 1), method=self.sampler,
+                                    generator=gen, dtype=dt, device=dev)
+        xd = torch.as_tensor(p.data_x, dtype=dt, device=dev)
+        ud = torch.as_tensor(p.data_u, dtype=dt, device=dev)
+        ref = run.loss_ref if run.loss_ref > 0 else 1.0
+
+        # For an equation linear in u, r(u_prev + eps u) = r(u_prev) + eps (r(u) - r(0)): the
+        # previous residue is computed once and the stage's part is never added to the O(1)
+        # solution before it is differentiated, which would round it to 1e-16 |u| absolute.
+        def r_prev(x):
+            xg = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                r = p.residual(xg, m(xg, k)) if k > 0 else p.residual(xg, 0.0 * xg.sum(-1))
+                gr = [grad(r, xg, 1, a).detach() for a in range(p.dim)] if gamma_g > 0 else []
+            return r.detach(), gr
+
+        def lin(u, x):
+            return p.residual(x, u(x)) - p.residual(x, 0.0 * x.sum(-1))
+
+        rc, grc = r_prev(xc)
+        with torch.no_grad():
+            d0 = (m(xd, k) if k > 0 else torch.zeros_like(ud)) - ud
+        groups = [RowGroup(xc, lambda u, x: rc + eps * lin(u, x), gamma / ref, "equation"),
+                  RowGroup(xd, lambda u, x: d0 + eps * u(x), (1 - gamma) / ref, "data")]
+        if gamma_g > 0:
+            for a in range(p.dim):
+                groups.append(RowGroup(xc, lambda u, x, a=a: grc[a] + eps * grad(lin(u, x), x, 1, a),
+                                       gamma * gamma_g / ref, f"gPINN axis {a}"))
+        if xv is not None:
+            rv, _ = r_prev(xv)
+            val = [RowGroup(xv, lambda u, x: rv + eps * lin(u, x), gamma / ref, "validation")]
+        if not _is_linear(p):
+            raise ValueError(f"the precision schedule solves the output layer exactly, which needs an equation "
+                             f"linear in u; {p.name} is not: use schedule='paper' or Gauss-Newton phases "
+                             "[('adam', n), ('lm', m)]")
+        return run_phases(net, groups, rest, progress=self.progress, desc=f"stage {k + 1}", validation=val)
 
     # ------------------------------------------------------------ results
     def predict(self, x, n_stages: int | None = None) -> np.ndarray:
@@ -457,6 +551,7 @@ class MultistagePINN:
     # ------------------------------------------------------------ checkpoints
     def _key(self) -> dict:
         return {"n_stages": self.n_stages, "widths": self.widths, "adam": self.adam_steps, "lbfgs": self.lbfgs_steps,
+                "phases": [[str(ph) for ph in phs] for phs in self._phases],
                 "n_c": self.n_collocation, "seed": self.seed, "name": self.problem.name, "gpinn": self.gpinn,
                 "gamma": [str(g) for g in self.gamma]}
 
@@ -484,6 +579,17 @@ class MultistagePINN:
         self.model_.load_state_dict({k: v for k, v in ck["state"].items() if int(k.split(".")[1]) < len(recs)})
         self.records_ = recs
         return len(recs)
+
+
+def _is_linear(problem: PINNProblem) -> bool:
+    """Whether r(x, u) is affine in u: r(a phi) - 2 r(phi) + r(0)... tested at a = 0, 1, 2 on 16 points."""
+    g = torch.Generator().manual_seed(99)
+    lo, hi = torch.as_tensor(problem.domain[:, 0]), torch.as_tensor(problem.domain[:, 1])
+    x = (lo + (hi - lo) * torch.rand(16, problem.dim, generator=g, dtype=torch.float64)).requires_grad_(True)
+    with torch.enable_grad():
+        phi = torch.sin(1.3 * x + 0.4).sum(-1) + torch.exp(0.7 * x).prod(-1)
+        r0, r1, r2 = (problem.residual(x, a * phi).detach() for a in (0.0, 1.0, 2.0))
+    return float((r2 - 2 * r1 + r0).norm()) <= 1e-10 * (float((r1 - r0).norm()) + 1e-300)
 
 
 def _magnitude(eps_r: float, f_d, orders, eps_beta: float) -> float:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["power_law_exponent", "root_rate", "loglog_slope", "iterations_to_reach"]
+__all__ = ["power_law_exponent", "root_rate", "loglog_slope", "iterations_to_reach", "time_to_reach"]
 
 
 def power_law_exponent(eps, f_d) -> tuple[float, float]:
@@ -65,3 +65,28 @@ def iterations_to_reach(target: float, *, rate: dict | None = None, power: tuple
         except OverflowError:
             return math.inf
     raise ValueError("give rate= or power=")
+
+
+def time_to_reach(errors, seconds, thresholds) -> list:
+    """Cumulative wall time until the error is at or below each threshold (None: never).
+
+    Args:
+        errors: the error after each stage (or any sequence of checkpoints).
+        seconds: the wall time of each stage.
+        thresholds: the error levels, e.g. (1e-10, 1e-12, 1e-14, 3e-16).
+
+    Returns:
+        One entry per threshold: the summed seconds of the stages up to and including
+        the first one whose error is at or below it, or None if none is.
+    """
+    errors, seconds = np.asarray(errors, dtype=float), np.asarray(seconds, dtype=float)
+    if errors.shape != seconds.shape or errors.ndim != 1:
+        raise ValueError(f"errors and seconds need the same 1D shape, got {errors.shape} and {seconds.shape}")
+    if np.any(seconds < 0):
+        raise ValueError("seconds must be >= 0")
+    cum = np.cumsum(seconds)
+    out = []
+    for t in thresholds:
+        hit = np.nonzero(errors <= t)[0]
+        out.append(float(cum[hit[0]]) if hit.size else None)
+    return out
