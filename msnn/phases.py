@@ -293,6 +293,21 @@ def _rows_all(net, groups: Sequence[RowGroup], params=None) -> torch.Tensor:
     return torch.cat(out)
 
 
+#: The largest Jacobian (with its per-point parameter copies) a second-order phase builds.
+MAX_JACOBIAN_BYTES = 8 * 2 ** 30
+
+
+def _check_jacobian_size(net, groups: Sequence[RowGroup]) -> None:
+    rows = sum(int(g.x.shape[0]) for g in groups)
+    n_par = sum(p.numel() for p in _params(net))
+    need = 3 * rows * n_par * torch.finfo(net.dtype).bits // 8
+    if need > MAX_JACOBIAN_BYTES:
+        raise ValueError(
+            f"the Jacobian of {rows} residual rows by {n_par} parameters needs about {need / 2 ** 30:.1f} GiB "
+            f"(with the per-point parameter copies), over the {MAX_JACOBIAN_BYTES / 2 ** 30:.0f} GiB limit "
+            "(msnn.phases.MAX_JACOBIAN_BYTES): use fewer points or a smaller network for this phase")
+
+
 def _jacobian(net, groups: Sequence[RowGroup], which: str = "all"):
     """Scaled rows R and their Jacobian with respect to the parameters, one backward per group.
 
@@ -618,7 +633,8 @@ def run_phases(net, groups: Sequence[RowGroup], phases: Sequence[Phase], *,
 
     Raises:
         ValueError: an ensemble network; rows that are not linear in the output layer
-            for "output-lstsq", "lsgd" or "vp-lm".
+            for "output-lstsq", "lsgd" or "vp-lm"; a Jacobian larger than
+            ``MAX_JACOBIAN_BYTES`` (the message gives its size).
 
     Warns:
         Float32Warning: a float32 network with a least-squares or Gauss-Newton phase
@@ -632,6 +648,8 @@ def run_phases(net, groups: Sequence[RowGroup], phases: Sequence[Phase], *,
 
         warnings.warn("least-squares and Gauss-Newton phases in float32 stop near 1e-7 (single "
                       "precision); use float64", Float32Warning, stacklevel=2)
+    if any(p.kind not in ("adam", "lbfgs") for p in phases):
+        _check_jacobian_size(net, list(groups) + list(validation or []))
     reports = []
     for ph in phases:
         t0 = time.perf_counter()

@@ -220,11 +220,12 @@ class MultistageRegressor:
         precision_steps: the variable-projection iterations of the "precision"
             schedule (at most; it stops earlier when the loss stops falling).
         stage_points: ``"auto"`` (default): on 1D data on a uniform grid, a stage whose
-            schedule has least-squares or Gauss-Newton phases trains on an evenly
-            spaced subset of the data with at least max(1501, 12 pi f_d) points
-            (eq. 2.10 with kappa_hat = 2 pi f_d), since their cost grows with the
-            points; the residue and eps always use all the data. ``None``: every
-            stage trains on all the data.
+            schedule has least-squares or Gauss-Newton phases trains on a random
+            subset of the data with max(1501, 12 pi f_d) points, all of the outer 2% of the
+            normalized interval among them (eq. 2.10 with
+            kappa_hat = 2 pi f_d), since their cost grows with the points, and keeps
+            the parameters that are best on other data points; the residue and eps
+            always use all the data. ``None``: every stage trains on all the data.
         lr: Adam learning rate (1e-3, as in the authors' code).
         kappa_factor: kappa_hat = kappa_factor * pi * f_d (default 2), see
             :func:`choose_kappa_hat`.
@@ -453,22 +454,29 @@ class MultistageRegressor:
     def _stage_subset(self, grid, xt, target, phases, f_d):
         """(x, target) a stage trains on and (x, target) it validates on (None: no validation).
 
-        ``stage_points="auto"``, 1D uniform data, a schedule with second-order phases: every
-        ``stride``-th point trains (at least max(1501, 12 pi f_d) of them) and the points
-        halfway between them validate."""
+        ``stage_points="auto"``, 1D uniform data, a schedule with second-order phases, and
+        at least 1.25x the points the stage needs: max(1501, 12 pi f_d) points train (every
+        point in the outer 2% of [-1, 1], the rest drawn at random) and up to half as many
+        of the others validate. Random, not evenly spaced: on an evenly spaced subset a sine first layer
+        can fit the points with frequencies that alias between them."""
         heavy = any(p.kind not in ("adam", "lbfgs") for p in phases)
         if self.stage_points != "auto" or not heavy or grid.kind != "uniform" or grid.d != 1:
             return xt, target, None, None
         f = 0.0 if f_d is None else max(f_d)
         want = max(1501, int(math.ceil(12 * math.pi * f)) + 1)
-        stride = max(1, (grid.n - 1) // (want - 1))
-        if stride == 1:
+        if grid.n < want + max(want // 4, 2):
             return xt, target, None, None
-        order = grid.order
-        tr = order[::stride]
-        if tr[-1] != order[-1]:
-            tr = np.append(tr, order[-1])
-        va = order[stride // 2::stride]
+        # a random subset (endpoints always in): on an evenly spaced subset a sine first
+        # layer can fit the points with frequencies that alias between them
+        # and every point in the outer 2% of the interval (where the error of a stage is largest)
+        rng = np.random.default_rng(self.seed + 7919 * (1 + len(self.stages_)))
+        xs = xt[grid.order, 0].detach().cpu().numpy()
+        edge = np.abs(xs) >= 0.98
+        inner = grid.order[~edge]
+        pick = rng.permutation(inner.size)
+        n_tr = max(want - int(edge.sum()), 1)
+        tr = np.sort(np.concatenate([grid.order[edge], inner[np.sort(pick[:n_tr])]]))
+        va = inner[np.sort(pick[n_tr:n_tr + max(want // 2, 1)])]
         dev = xt.device
         ti, vi = torch.as_tensor(tr, device=dev), torch.as_tensor(va, device=dev)
         return xt[ti], target[ti], xt[vi], target[vi]

@@ -435,3 +435,13 @@ def test_pinn_precision_schedule_one_stage():
     assert math.isfinite(rec.output_norm) and math.isfinite(rec.round_off)
     xe = np.linspace(-1, 1, 101)
     assert np.max(np.abs(sol.predict(xe[:, None]) - (np.exp(xe) - xe - 1))) < 1e-8
+
+
+def test_a_jacobian_too_large_for_memory_is_refused_with_its_size(monkeypatch):
+    monkeypatch.setattr(P, "MAX_JACOBIAN_BYTES", 1000)
+    net = StageNetwork(1, (5,), seed=0)
+    x = torch.linspace(-1, 1, 50, dtype=torch.float64)[:, None]
+    grp = P.RowGroup(x, lambda u, z: u(z) - torch.sin(z[:, 0]))
+    with pytest.raises(ValueError, match=r"50 residual rows by 16 parameters needs about .* GiB"):
+        P.run_phases(net, [grp], [("vp-lm", 2)], progress=False)
+    P.run_phases(net, [grp], [("adam", 2)], progress=False)  # first-order phases build no Jacobian
