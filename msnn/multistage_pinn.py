@@ -40,7 +40,7 @@ import torch
 
 from .pinn import (RAR, grad, sample_collocation, PINNProblem, StagedSolution, algorithm3, estimate_next_stage, gamma_bound,
                    residual_grid, train_pinn)
-from .phases import RowGroup, output_layer_norm, round_off, run_phases, schedule_for
+from .phases import RowGroup, output_layer_norm, round_off, rows_loss, run_phases, schedule_for
 from .regression import _resolve_device
 from .spectrum import dominant_frequency, dominant_frequency_2d
 
@@ -149,9 +149,10 @@ class MultistagePINN:
             L-BFGS; 5000 and 0 by default).
         schedule: ``"paper"`` (Adam then L-BFGS), ``"precision"`` (Adam 1000 on the
             PINN loss, then variable-projection Levenberg-Marquardt: the output layer
-            solved exactly, which needs an equation linear in u; 1D problems take a
-            uniform grid of ``max(n_collocation, 12 kappa_hat)`` collocation points for
-            it and keep the parameters best on the midpoints), or a list of phases (see
+            solved exactly, which needs an equation linear in u; in 1D on
+            ``max(n_collocation, 12 kappa_hat)`` collocation points drawn at random, the
+            ends included, in nD on the stage's last collocation set; the parameters kept
+            are the best on a second random draw), or a list of phases (see
             :mod:`msnn.phases`; "adam" and "lbfgs" phases run first, through
             :func:`msnn.pinn.train_pinn`). Default: "paper" when ``adam_steps`` or
             ``lbfgs_steps`` is given, else "precision".
@@ -185,7 +186,9 @@ class MultistagePINN:
 
     Fitted attributes (after :meth:`solve`):
         model_: the :class:`msnn.pinn.StagedSolution`.
-        records_: one :class:`PINNStageRecord` per stage.
+        records_: one :class:`PINNStageRecord` per stage trained: fewer than ``n_stages``
+            when a stage's eps (eq. 3.19) falls to the float64 round-off of the solution
+            (``stopped_`` says so).
         runs_: the :class:`msnn.pinn.PINNRun` of every stage trained in this process.
 
     Raises:
@@ -382,7 +385,9 @@ class MultistagePINN:
         axes, pts = self._grid()
         exact = p.exact(pts) if p.exact is not None else None
         start = self._resume()
+        self.stopped_ = ""
         for k in range(start, self.n_stages):
+            u_max = float(np.max(np.abs(self.model_.predict(pts)))) if k > 0 else 0.0
             t0 = time.perf_counter()
             # steps 3-4: the residue of the stages so far (the source for stage 1) sets eps_k and kappa_k
             est = self._estimate(k)
@@ -390,6 +395,12 @@ class MultistagePINN:
                 eps, kh = self.eps0, self.kappa_hat0
             else:
                 eps, kh = est.eps, list(est.kappa_hat)
+                if eps <= _FLOOR * u_max:
+                    # the next stage's error magnitude (eq. 3.19) is at the float64 round-off of
+                    # the solution: its residue is rounding noise, and a stage would fit noise
+                    self.stopped_ = (f"stage {k + 1} not trained: its eps = {eps:.1e} is at the float64 "
+                                     f"round-off of the solution (max |u| = {u_max:.2g})")
+                    break
             self._specs[k] = {"eps": eps, "kappa_hat": kh}
             # step 7: gPINN weight from eq. (3.40) on the current residue
             if self.gpinn[k]:
@@ -437,30 +448,33 @@ class MultistagePINN:
     def _second_order(self, k: int, net, run, gamma: float, gamma_g: float, kappa_hat) -> list:
         """The least-squares / Gauss-Newton phases of stage k, after its Adam and L-BFGS phases.
 
-        Rows: the equation at the collocation points (weight gamma), the data (1 - gamma)
-        and, with gPINN, the residual's gradient per axis (gamma gamma_g), all divided by
-        the stage's initial loss, so that the loss the phases see starts near 1."""
+        Rows: the equation at the collocation points and the data, each as a mean square of
+        weight 1, and with gPINN the residual's gradient per axis (weight gamma_g), all
+        divided by their initial sum so that the loss the phases see starts at 1. Not eq.
+        (3.32)'s gamma: that balances first-order training; a least-squares solve with
+        gamma ~ 1e-5 on the equation would leave the residue to the Tikhonov term."""
         rest = [ph for ph in self._phases[k] if ph.kind not in ("adam", "lbfgs")]
         if not rest:
             return []
         p, m, eps = self.problem, self.model_, self.model_.eps[k]
         dev, dt = self.device, self.dtype
         val = None
+        # Random points, not a uniform grid: on a grid a Gauss-Newton stage can fit the points
+        # with first-layer frequencies that alias between them. A fresh draw of half as
+        # many points validates (the parameters kept are the best there).
+        gen = torch.Generator(device=dev).manual_seed(10_000 + self.seed + k)
         if p.dim == 1:
             kh = 0.0 if kappa_hat is None else float(np.max(np.atleast_1d(kappa_hat)))
             n = max(self.n_collocation[k], int(math.ceil(12 * kh)) + 1)
-            lo, hi = p.domain[0]
-            xc = torch.linspace(lo, hi, n, dtype=dt, device=dev)[:, None]
-            xv = (xc[1:] + xc[:-1]) / 2
+            ends = torch.as_tensor(p.domain[0], dtype=dt, device=dev)[:, None]
+            xc = torch.cat([ends, sample_collocation(p.domain, n - 2, method="lhs", generator=gen, dtype=dt,
+                                                     device=dev)])
         else:
-            # the stage's last collocation set trains; a fresh draw of half as many points validates
+            n = self.n_collocation[k]
             xc = torch.as_tensor(run.collocation, dtype=dt, device=dev)
-            gen = torch.Generator(device=dev).manual_seed(10_000 + self.seed + k)
-            xv = sample_collocation(p.domain, max(self.n_collocation[k] // 2, 1), method=self.sampler,
-                                    generator=gen, dtype=dt, device=dev)
+        xv = sample_collocation(p.domain, max(n // 2, 1), method="lhs", generator=gen, dtype=dt, device=dev)
         xd = torch.as_tensor(p.data_x, dtype=dt, device=dev)
         ud = torch.as_tensor(p.data_u, dtype=dt, device=dev)
-        ref = run.loss_ref if run.loss_ref > 0 else 1.0
 
         # For an equation linear in u, r(u_prev + eps u) = r(u_prev) + eps (r(u) - r(0)): the
         # previous residue is computed once and the stage's part is never added to the O(1)
@@ -478,15 +492,21 @@ class MultistagePINN:
         rc, grc = r_prev(xc)
         with torch.no_grad():
             d0 = (m(xd, k) if k > 0 else torch.zeros_like(ud)) - ud
-        groups = [RowGroup(xc, lambda u, x: rc + eps * lin(u, x), gamma / ref, "equation"),
-                  RowGroup(xd, lambda u, x: d0 + eps * u(x), (1 - gamma) / ref, "data")]
+        eq_rows = RowGroup(xc, lambda u, x: rc + eps * lin(u, x), 1.0, "equation")
+        data_rows = RowGroup(xd, lambda u, x: d0 + eps * u(x), 1.0, "data")
+        groups = [eq_rows, data_rows]
         if gamma_g > 0:
             for a in range(p.dim):
                 groups.append(RowGroup(xc, lambda u, x, a=a: grc[a] + eps * grad(lin(u, x), x, 1, a),
-                                       gamma * gamma_g / ref, f"gPINN axis {a}"))
+                                       gamma_g, f"gPINN axis {a}"))
+        ref = rows_loss(net, groups)
+        ref = ref if ref > 0 and math.isfinite(ref) else 1.0
+        for g in groups:
+            g.weight /= ref
         if xv is not None:
             rv, _ = r_prev(xv)
-            val = [RowGroup(xv, lambda u, x: rv + eps * lin(u, x), gamma / ref, "validation")]
+            val = [RowGroup(xv, lambda u, x: rv + eps * lin(u, x), 1.0 / ref, "validation"),
+                   RowGroup(xd, data_rows.rows, 1.0 / ref, "data")]
         if not _is_linear(p):
             raise ValueError(f"the precision schedule solves the output layer exactly, which needs an equation "
                              f"linear in u; {p.name} is not: use schedule='paper' or Gauss-Newton phases "
@@ -579,6 +599,10 @@ class MultistagePINN:
         self.model_.load_state_dict({k: v for k, v in ck["state"].items() if int(k.split(".")[1]) < len(recs)})
         self.records_ = recs
         return len(recs)
+
+
+#: an error magnitude at or below _FLOOR * max|u| is float64 round-off: no stage is added.
+_FLOOR = 2 * float(np.finfo(np.float64).eps)
 
 
 def _is_linear(problem: PINNProblem) -> bool:

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 __all__ = ["Phase", "RowGroup", "PhaseReport", "RankWarning", "parse_schedule", "schedule_for",
-           "solve_output_layer", "run_phases", "SCHEDULES", "output_layer_norm", "round_off"]
+           "solve_output_layer", "run_phases", "rows_loss", "SCHEDULES", "output_layer_norm", "round_off"]
 
 _KINDS = ("adam", "lbfgs", "output-lstsq", "lsgd", "vp-lm", "lm")
 _SECOND_ORDER = ("vp-lm", "lm")
@@ -598,6 +598,11 @@ def _lsgd(net, groups, steps: int, *, lr: float, every: int, mu: float, rcond: f
             bar.set_postfix_str(f"loss {history[-1]:.3e}")
     final, _ = solve_output_layer(net, groups, mu=mu, rcond=rcond, check_linear=False, warn_rank=False)
     return PhaseReport("lsgd", steps, start, final, time.perf_counter() - t0, "budget", history, times=times)
+
+
+def rows_loss(net, groups: Sequence[RowGroup]) -> float:
+    """sum_g weight_g mean(rows_g^2) at the network's current parameters."""
+    return float(_plain_loss_graph(net, groups).detach())
 
 
 def _plain_loss_graph(net, groups) -> torch.Tensor:

@@ -64,6 +64,7 @@ class StageRecord:
         output_norm: ||w_out||_1 of the stage's output layer (weights and bias).
         round_off: estimated round-off of eps * u in float64 at the training points
             (normalized units): float64 against long-double evaluation of the stage.
+        n_train: the points the stage trained on (see ``stage_points``).
     """
 
     index: int
@@ -85,6 +86,7 @@ class StageRecord:
     phases: list = field(default_factory=list)
     output_norm: float = math.nan
     round_off: float = math.nan
+    n_train: int = 0
 
     @property
     def steps(self) -> int:
@@ -439,7 +441,7 @@ class MultistageRegressor:
                 final_loss=final, loss_history=hist_loss,
                 rms_after=rms_after, seconds=sum(r.seconds for r in reports), stopped=reports[-1].stopped,
                 phases=[r.summary() for r in reports], output_norm=output_layer_norm(net),
-                round_off=eps * round_off(net, xt))
+                round_off=eps * round_off(net, xt), n_train=int(xs.shape[0]))
             self.stages_.append(rec)
             self.networks_.append(net)
             if self.verbose:
