@@ -150,9 +150,9 @@ class MultistagePINN:
         schedule: ``"paper"`` (Adam then L-BFGS), ``"precision"`` (Adam 1000 on the
             PINN loss, then variable-projection Levenberg-Marquardt: the output layer
             solved exactly, which needs an equation linear in u; in 1D on
-            ``max(n_collocation, 12 kappa_hat)`` collocation points drawn at random, the
-            ends included, in nD on the stage's last collocation set; the parameters kept
-            are the best on a second random draw), or a list of phases (see
+            ``max(n_collocation, 12 kappa_hat, 2 n_parameters)`` collocation points drawn
+            at random, the ends included, in nD on the stage's last collocation set topped
+            up to 2 n_parameters; the parameters kept are the best on a second random draw), or a list of phases (see
             :mod:`msnn.phases`; "adam" and "lbfgs" phases run first, through
             :func:`msnn.pinn.train_pinn`). Default: "paper" when ``adam_steps`` or
             ``lbfgs_steps`` is given, else "precision".
@@ -462,16 +462,22 @@ class MultistagePINN:
         # Random points, not a uniform grid: on a grid a Gauss-Newton stage can fit the points
         # with first-layer frequencies that alias between them. A fresh draw of half as
         # many points validates (the parameters kept are the best there).
+        # At least twice as many points as the stage has parameters: a least-squares stage with
+        # fewer rows than unknowns fits the points and nothing between them.
         gen = torch.Generator(device=dev).manual_seed(10_000 + self.seed + k)
+        n_min = 2 * net.n_weights(biases=True)
         if p.dim == 1:
             kh = 0.0 if kappa_hat is None else float(np.max(np.atleast_1d(kappa_hat)))
-            n = max(self.n_collocation[k], int(math.ceil(12 * kh)) + 1)
+            n = max(self.n_collocation[k], int(math.ceil(12 * kh)) + 1, n_min)
             ends = torch.as_tensor(p.domain[0], dtype=dt, device=dev)[:, None]
             xc = torch.cat([ends, sample_collocation(p.domain, n - 2, method="lhs", generator=gen, dtype=dt,
                                                      device=dev)])
         else:
-            n = self.n_collocation[k]
             xc = torch.as_tensor(run.collocation, dtype=dt, device=dev)
+            if xc.shape[0] < n_min:
+                xc = torch.cat([xc, sample_collocation(p.domain, n_min - xc.shape[0], method="lhs", generator=gen,
+                                                       dtype=dt, device=dev)])
+            n = xc.shape[0]
         xv = sample_collocation(p.domain, max(n // 2, 1), method="lhs", generator=gen, dtype=dt, device=dev)
         xd = torch.as_tensor(p.data_x, dtype=dt, device=dev)
         ud = torch.as_tensor(p.data_u, dtype=dt, device=dev)
