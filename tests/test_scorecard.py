@@ -72,7 +72,7 @@ def test_scorecard_counts_and_runs(book):
 def test_chapter_map_links_only_chapters_in_the_book(book):
     text = scorecard.render_chapter_map(str(book))
     rows = [line for line in text.splitlines() if re.match(r"\| \d+ \|", line)]
-    assert len(rows) == len(scorecard.PLAN) == 10
+    assert len(rows) == len(scorecard.PLAN) == 11
     assert rows[3].startswith("| 4 | {doc}`/book/04-regression` | Sec. 2.3") and "1 pass, 1 fail, 1 reported" in rows[3]
     assert "{doc}" not in "".join(rows[:3] + rows[4:])
     assert "*(planned)*" in rows[4] and rows[8].split("|")[3].strip().startswith("SI paper:")
