@@ -443,6 +443,11 @@ class MultistagePINN:
             rec.seconds = time.perf_counter() - t0
             self.records_.append(rec)
             self._save()
+            if reports and reports[-1].kind == "rejected":
+                # the stage did worse than none on its validation points and contributes zero;
+                # the next stage would be set up from the same residue
+                self.stopped_ = f"stage {k + 1} rejected: worse than no stage on its validation points"
+                break
         return self
 
     def _second_order(self, k: int, net, run, gamma: float, gamma_g: float, kappa_hat) -> list:

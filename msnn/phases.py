@@ -634,7 +634,9 @@ def run_phases(net, groups: Sequence[RowGroup], phases: Sequence[Phase], *,
         progress, desc: progress bar.
         validation: rows not trained on; the second-order phases keep the parameters
             that are best on them and stop when they stop improving (a guard against
-            first-layer frequencies that alias on a uniform grid).
+            first-layer frequencies that alias on a uniform grid). A stage that ends
+            worse on them than no stage at all gets a zero output layer and a last
+            report of kind "rejected".
 
     Raises:
         ValueError: an ensemble network; rows that are not linear in the output layer
@@ -693,4 +695,14 @@ def run_phases(net, groups: Sequence[RowGroup], phases: Sequence[Phase], *,
                 damping=ph.opt("damping", 1e-3), rcond=ph.opt("rcond", 1e-15), bar=bar, validation=validation))
         if bar is not None:
             bar.close()
+    if validation and any(p.kind in ("output-lstsq", "lsgd") + _SECOND_ORDER for p in phases):
+        # a stage that does worse on the validation rows than no stage at all is set to zero
+        kept = float((_rows_all(net, validation) ** 2).sum())
+        w = _get_output(net)
+        _set_output(net, torch.zeros_like(w))
+        none = float((_rows_all(net, validation) ** 2).sum())
+        if kept <= none:
+            _set_output(net, w)
+        else:
+            reports.append(PhaseReport("rejected", 0, kept, none, 0.0, "worse than no stage on the validation rows"))
     return reports

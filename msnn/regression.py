@@ -450,6 +450,11 @@ class MultistageRegressor:
                       f"{', '.join(f'{k:.3g}' for k in rec.kappa_hat)}, loss = {rec.final_loss:.3e}, "
                       f"RMS after = {rms_after:.3e}, ||w_out||_1 = {rec.output_norm:.3g} ({rec.seconds:.1f} s)")
             self._save_checkpoint(key)
+            if reports[-1].kind == "rejected":
+                # the stage could not improve on its residue: the next one would see the same
+                if self.verbose:
+                    print(f"stage {n + 1}: rejected (worse than no stage on the validation points); stopping")
+                break
         self.fit_seconds_ = time.perf_counter() - t_fit
         return self
 

@@ -445,3 +445,20 @@ def test_a_jacobian_too_large_for_memory_is_refused_with_its_size(monkeypatch):
     with pytest.raises(ValueError, match=r"50 residual rows by 16 parameters needs about .* GiB"):
         P.run_phases(net, [grp], [("vp-lm", 2)], progress=False)
     P.run_phases(net, [grp], [("adam", 2)], progress=False)  # first-order phases build no Jacobian
+
+
+def test_a_stage_worse_than_none_on_the_validation_rows_is_rejected():
+    # train on rows that say "sin(8x)" and validate on rows that say "0": no stage is better
+    net = StageNetwork(1, (10,), first_activation="sin", kappa_hat=8.0, seed=0)
+    x = torch.linspace(-1, 1, 101, dtype=torch.float64)[:, None]
+    xv = torch.linspace(-0.99, 0.99, 50, dtype=torch.float64)[:, None]
+    train = P.RowGroup(x, lambda u, z: u(z) - torch.sin(8 * z[:, 0]))
+    val = P.RowGroup(xv, lambda u, z: u(z))
+    reps = P.run_phases(net, [train], [("output-lstsq",)], progress=False, validation=[val])
+    assert reps[-1].kind == "rejected" and reps[-1].loss_after < reps[-1].loss_before
+    assert float(P._get_output(net).abs().max()) == 0.0
+    # with rows that agree, the stage is kept
+    net2 = StageNetwork(1, (10,), first_activation="sin", kappa_hat=8.0, seed=0)
+    val2 = P.RowGroup(xv, lambda u, z: u(z) - torch.sin(8 * z[:, 0]))
+    reps2 = P.run_phases(net2, [train], [("output-lstsq",)], progress=False, validation=[val2])
+    assert reps2[-1].kind == "output-lstsq"
