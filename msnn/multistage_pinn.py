@@ -134,6 +134,9 @@ class MultistagePINN:
     before it (eq. 3.18-3.19), and only its own parameters train.
 
     Every per-stage option takes one value (all stages) or a list of ``n_stages``.
+    Fewer stages are trained when the next stage's eps (eq. 3.19) reaches the float64
+    round-off of the solution, or when a stage did worse on its validation points than
+    no stage at all (it is kept with a zero output layer).
 
     Args:
         problem: the equation (:class:`msnn.pinn.PINNProblem`), normalized so that its
@@ -186,9 +189,8 @@ class MultistagePINN:
 
     Fitted attributes (after :meth:`solve`):
         model_: the :class:`msnn.pinn.StagedSolution`.
-        records_: one :class:`PINNStageRecord` per stage trained: fewer than ``n_stages``
-            when a stage's eps (eq. 3.19) falls to the float64 round-off of the solution
-            (``stopped_`` says so).
+        records_: one :class:`PINNStageRecord` per stage trained.
+        stopped_: why fewer than ``n_stages`` stages were trained ("" if all were).
         runs_: the :class:`msnn.pinn.PINNRun` of every stage trained in this process.
 
     Raises:

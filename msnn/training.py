@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["TrainHistory", "train", "show_progress", "Phase", "parse_schedule", "run_phases", "SCHEDULES"]
+__all__ = ["TrainHistory", "train", "show_progress", "Phase", "parse_schedule", "SCHEDULES"]
 
 
 def show_progress(progress: bool | None = None) -> bool:
@@ -250,7 +250,8 @@ def train(
 
 
 # A stage trained by a sequence of phases (Adam, L-BFGS, exact output layer, LSGD,
-# Gauss-Newton): defined in msnn.phases, re-exported here as part of the training API.
+# Gauss-Newton): defined and documented in msnn.phases; the schedule names are part of
+# the training API here too (run_phases is importable from here as well).
 from .phases import SCHEDULES, Phase, parse_schedule, run_phases  # noqa: E402
 
 _LOGGED: set = set()
