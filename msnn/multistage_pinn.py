@@ -40,7 +40,7 @@ import torch
 
 from .pinn import (RAR, grad, sample_collocation, PINNProblem, StagedSolution, algorithm3, estimate_next_stage, gamma_bound,
                    residual_grid, train_pinn)
-from .phases import RowGroup, output_layer_norm, round_off, rows_loss, run_phases, schedule_for
+from .phases import ROUND_OFF_FLOOR, RowGroup, output_layer_norm, round_off, rows_loss, run_phases, schedule_for
 from .regression import _resolve_device
 from .spectrum import dominant_frequency, dominant_frequency_2d
 
@@ -397,7 +397,7 @@ class MultistagePINN:
                 eps, kh = self.eps0, self.kappa_hat0
             else:
                 eps, kh = est.eps, list(est.kappa_hat)
-                if eps <= _FLOOR * u_max:
+                if eps <= ROUND_OFF_FLOOR * u_max:
                     # the next stage's error magnitude (eq. 3.19) is at the float64 round-off of
                     # the solution: its residue is rounding noise, and a stage would fit noise
                     self.stopped_ = (f"stage {k + 1} not trained: its eps = {eps:.1e} is at the float64 "
@@ -612,10 +612,6 @@ class MultistagePINN:
         self.model_.load_state_dict({k: v for k, v in ck["state"].items() if int(k.split(".")[1]) < len(recs)})
         self.records_ = recs
         return len(recs)
-
-
-#: an error magnitude at or below _FLOOR * max|u| is float64 round-off: no stage is added.
-_FLOOR = 2 * float(np.finfo(np.float64).eps)
 
 
 def _is_linear(problem: PINNProblem) -> bool:

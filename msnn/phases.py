@@ -57,7 +57,8 @@ import numpy as np
 import torch
 
 __all__ = ["Phase", "RowGroup", "PhaseReport", "RankWarning", "parse_schedule", "schedule_for",
-           "solve_output_layer", "run_phases", "rows_loss", "SCHEDULES", "output_layer_norm", "round_off"]
+           "solve_output_layer", "run_phases", "rows_loss", "SCHEDULES", "output_layer_norm", "round_off",
+           "ROUND_OFF_FLOOR", "MAX_JACOBIAN_BYTES"]
 
 _KINDS = ("adam", "lbfgs", "output-lstsq", "lsgd", "vp-lm", "lm")
 _SECOND_ORDER = ("vp-lm", "lm")
@@ -292,6 +293,10 @@ def _rows_all(net, groups: Sequence[RowGroup], params=None) -> torch.Tensor:
         out.append(r.detach() * math.sqrt(g.weight / x.shape[0]))
     return torch.cat(out)
 
+
+#: An error at or below ROUND_OFF_FLOOR * max|u| is float64 round-off of the solution:
+#: the drivers add no stage below it (it would fit rounding noise).
+ROUND_OFF_FLOOR = 2 * float(np.finfo(np.float64).eps)
 
 #: The largest Jacobian (with its per-point parameter copies) a second-order phase builds.
 MAX_JACOBIAN_BYTES = 8 * 2 ** 30

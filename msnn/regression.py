@@ -26,7 +26,7 @@ import torch
 
 from .networks import StageNetwork
 from .spectrum import dominant_frequency, dominant_frequency_2d, dominant_frequency_scattered
-from .phases import Phase, PhaseReport, RowGroup, output_layer_norm, round_off, run_phases, schedule_for
+from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, output_layer_norm, round_off, run_phases, schedule_for
 from .training import TrainHistory, show_progress, train
 
 __all__ = ["MultistageRegressor", "StageRecord", "SparseDataWarning", "Float32Warning", "choose_kappa_hat"]
@@ -386,7 +386,7 @@ class MultistageRegressor:
                 break
             if eps == 0.0:
                 break
-            if n > 0 and eps <= _FLOOR * float(np.max(np.abs(yn))):
+            if n > 0 and eps <= ROUND_OFF_FLOOR * float(np.max(np.abs(yn))):
                 # the residue is at the float64 round-off of the data: a stage would fit noise
                 if self.verbose:
                     print(f"stage {n + 1}: not trained, the residue ({eps:.2e}) is at float64 round-off")
@@ -584,10 +584,6 @@ class MultistageRegressor:
             self.networks_.append(net)
         if self.verbose:
             print(f"resumed {len(self.stages_)} stage(s) from {self.checkpoint}")
-
-
-#: a residue RMS at or below _FLOOR * max|y| (normalized) is float64 round-off: no stage is added.
-_FLOOR = 2 * float(np.finfo(np.float64).eps)
 
 
 def _first_order(ph: Phase, net, loss_fn, lr: float, progress, desc: str) -> tuple:
