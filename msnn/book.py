@@ -24,13 +24,16 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
-__all__ = ["PROFILES", "chapter_context", "checkpoint_path", "main", "ChapterContext"]
+__all__ = ["PROFILES", "chapter_context", "checkpoint_path", "show_warning", "tidy_executed", "main",
+           "ChapterContext"]
 
 PROFILES = ("quick", "full", "paper")
 CHECKPOINT_ENV = "MSNN_CHECKPOINT_DIR"
@@ -68,6 +71,9 @@ def chapter_context(chapter: str, profile: str, device: str = "auto", seed: int 
     gain from more, and on a shared machine extra threads that wait on each other
     make steps ten times slower. (This is the book's setting for its own chapters;
     the ``msnn`` library itself never changes torch's global defaults.)
+
+    Warnings are shown as ``Category: message``, without the file and line of the
+    kernel's temporary copy of the cell (a path that means nothing to a reader).
     """
     import torch
 
@@ -77,10 +83,54 @@ def chapter_context(chapter: str, profile: str, device: str = "auto", seed: int 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     dev = _resolve_device(device)
+    warnings.showwarning = show_warning
     if dev.type == "cpu":
         torch.set_num_threads(1)
     torch.manual_seed(seed)
     return ChapterContext(chapter, profile, dev, int(seed), ClaimTable(chapter, profile, dev.type))
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Write a warning as ``Category: message`` (a :func:`warnings.showwarning` for chapters).
+
+    The default shows where the warning was raised, which in a notebook is a file of
+    the kernel's temporary folder followed by the line of the cell.
+    """
+    out = sys.stderr if file is None else file
+    try:
+        out.write(f"{category.__name__}: {message}\n")
+    except (AttributeError, OSError):  # no stream to write to (as the default does)
+        pass
+
+
+_SHOWN_WARNING = re.compile(r"^\S+\.py:\d+: (\w+): (.*)\n(?:  .*\n)?", re.M)
+
+
+def _strip_warning_paths(text: str) -> str:
+    """Python's default warning text (``path.py:7: Category: message`` and the source line) as
+    :func:`show_warning` writes it."""
+    return _SHOWN_WARNING.sub(r"\1: \2\n", text)
+
+
+def tidy_executed(nb) -> None:
+    """What the rendered page shows of an executed chapter, set in place.
+
+    * papermill injects the run's parameters after the cell tagged ``parameters``;
+      the source's defaults are hidden (tag ``remove-cell``) so that the page shows
+      one parameters cell, the values this page was executed with;
+    * warnings written to stderr with Python's default format lose the file and line
+      (a kernel's temporary path), as :func:`show_warning` writes them.
+    """
+    injected = any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if injected and "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                out["text"] = _strip_warning_paths("".join(out["text"]))
 
 
 def checkpoint_path(name: str) -> str | None:
@@ -192,6 +242,7 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
     pm_meta = executed.metadata.get("papermill", {})
     pm_meta["input_path"] = f"book/{slug}.md"  # no local paths in committed notebooks
     pm_meta["output_path"] = f"book/{slug}.ipynb"
+    tidy_executed(executed)
     nbformat.write(executed, partial)
     shutil.copy(partial, out_nb)
     with open(os.path.join(root, "book", f"{slug}.claims.json"), "w") as fh:
@@ -271,18 +322,32 @@ def cmd_wheels(args) -> int:
     return rc
 
 
+def _duration(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
 def cmd_list(args) -> int:
     root = _root()
-    for slug, path in chapters(root).items():
+    print(f"{'chapter':<26} {'profile':<8} {'device':<7} {'finished':<20} {'wall':>12} "
+          f"{'PASS':>5} {'FAIL':>5} {'REPORT':>6}")
+    for slug in chapters(root):
         cj = os.path.join(root, "book", f"{slug}.claims.json")
-        status = "not executed"
-        if os.path.exists(cj):
-            with open(cj) as fh:
-                c = json.load(fh)
-            n = c.get("counts", {})
-            status = (f"{c.get('run', {}).get('profile', '?')} on {c.get('device', '?')}: "
-                      f"{n.get('PASS', 0)} pass, {n.get('FAIL', 0)} fail")
-        print(f"{slug:<32} {status}")
+        if not os.path.exists(cj):
+            print(f"{slug:<26} not executed")
+            continue
+        with open(cj) as fh:
+            c = json.load(fh)
+        run = c.get("run", {})
+        n = {"PASS": 0, "FAIL": 0, "REPORT": 0}
+        for claim in c.get("claims", []):
+            v = claim.get("verdict", "REPORT")
+            n[v] = n.get(v, 0) + 1
+        print(f"{slug:<26} {str(run.get('profile', c.get('profile', '?'))):<8} {str(c.get('device', '?')):<7} "
+              f"{str(run.get('finished', '-')):<20} {_duration(run.get('wall_seconds')):>12} "
+              f"{n['PASS']:>5} {n['FAIL']:>5} {n['REPORT']:>6}")
     return 0
 
 
@@ -303,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("dir")
     w.add_argument("--python-version", default="3.12")
     w.set_defaults(fn=cmd_wheels)
-    ls = sub.add_parser("list", help="list chapters and their last execution")
+    ls = sub.add_parser("list", help="chapters and their last execution: profile, device, date, wall time, "
+                                     "PASS / FAIL / REPORT counts")
     ls.set_defaults(fn=cmd_list)
     args = ap.parse_args(argv)
     try:

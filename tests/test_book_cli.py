@@ -103,3 +103,47 @@ def test_checkpoint_path_only_when_asked(monkeypatch, tmp_path):
 def test_chapter_context_rejects_bad_profile():
     with pytest.raises(ValueError, match="unknown profile"):
         book.chapter_context("01", "fast")
+
+
+def test_rendered_page_shows_the_run_parameters_once_and_warnings_without_paths(root):
+    _chapter(root, "01-a.md", body=(
+        "import warnings\nfrom msnn.book import chapter_context\nfrom msnn.claims import at_most\n"
+        "ctx = chapter_context('01-a', profile, device, seed)\n"
+        "warnings.warn('the grid is coarse', UserWarning)\n"
+        "ctx.claims.add('1', 'w', 'p', 0.5, at_most(1)); ctx.claims.save()"))
+    assert book.main(["run", "01"]) == 0
+    import nbformat
+
+    nb = nbformat.read(str(root / "book" / "01-a.ipynb"), as_version=4)
+    tags = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
+    assert "remove-cell" in tags[0] and "parameters" in tags[0]  # the source's defaults: hidden
+    assert "injected-parameters" in tags[1] and "remove-cell" not in tags[1]  # the run's values: shown
+    err = "".join(o["text"] for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr")
+    assert err == "UserWarning: the grid is coarse\n"
+
+
+def test_default_warning_text_loses_its_path():
+    nb_out = {"output_type": "stream", "name": "stderr",
+              "text": "/tmp/ipykernel_1/2.py:7: SparseDataWarning: stage 2: too few points\n  reg.fit(x, y)\nnext\n"}
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[nbformat.from_dict(nb_out)])])
+    book.tidy_executed(nb)
+    assert nb.cells[0].outputs[0]["text"] == "SparseDataWarning: stage 2: too few points\nnext\n"
+
+
+def test_list_shows_profile_device_date_wall_and_counts(root, capsys):
+    import json
+
+    _chapter(root, "01-a.md")
+    _chapter(root, "02-b.md")
+    (root / "book" / "01-a.claims.json").write_text(json.dumps({
+        "device": "cpu", "claims": [{"verdict": "PASS"}, {"verdict": "FAIL"}, {"verdict": "REPORT"},
+                                    {"verdict": "PASS"}],
+        "run": {"profile": "full", "wall_seconds": 1077.7, "finished": "2026-12-01 17:50 UTC"}}))
+    assert book.main(["list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["chapter", "profile", "device", "finished", "wall", "PASS", "FAIL", "REPORT"]
+    assert out[1].split() == ["01-a", "full", "cpu", "2026-12-01", "17:50", "UTC", "17", "min", "58", "s",
+                              "2", "1", "1"]
+    assert out[2].split() == ["02-b", "not", "executed"]

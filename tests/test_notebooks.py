@@ -39,6 +39,27 @@ def test_executed_notebook_matches_source(src, where):
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: os.path.basename(p))
+def test_sources_mark_nbval_cells_with_tags(src):
+    """nbval reads ``nbval-check-output`` tags; a ``# NBVAL_...`` comment would show on the page."""
+    nb = jupytext.read(src)
+    marked = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "code" and "NBVAL" in c.source]
+    assert not marked, f"{os.path.basename(src)}: use the cell tag nbval-check-output instead of {marked}"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: os.path.basename(p))
+def test_rendered_page_shows_one_parameters_cell_and_no_machine_path(src):
+    slug = os.path.basename(src)[:-3]
+    nb = nbformat.read(os.path.join(ROOT, "book", f"{slug}.ipynb"), as_version=4)
+    shown = [c for c in nb.cells if c.cell_type == "code"
+             and ({"parameters", "injected-parameters"} & set(c.metadata.get("tags", [])))
+             and "remove-cell" not in c.metadata.get("tags", [])]
+    assert len(shown) == 1, f"book/{slug}.ipynb shows {len(shown)} parameters cells (run it with msnn.book run)"
+    paths = [o["text"] for c in nb.cells for o in c.get("outputs", [])
+             if o.get("output_type") == "stream" and "/tmp/" in o.get("text", "")]
+    assert not paths, f"book/{slug}.ipynb prints a machine path: {paths[0][:200]!r}"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: os.path.basename(p))
 def test_rendered_page_has_claims(src):
     slug = os.path.basename(src)[:-3]
     path = os.path.join(ROOT, "book", f"{slug}.claims.json")
