@@ -91,7 +91,7 @@ def chapter_context(chapter: str, profile: str, device: str = "auto", seed: int 
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Write a warning as ``Category: message`` (a :func:`warnings.showwarning` for chapters).
+    """Write a warning as ``Category: message`` (the ``warnings.showwarning`` of chapters).
 
     The default shows where the warning was raised, which in a notebook is a file of
     the kernel's temporary folder followed by the line of the cell.

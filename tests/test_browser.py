@@ -4,10 +4,15 @@ The book is built with Jupyter Book, warnings as errors (``-W -n --keep-going``)
 into a temporary directory, served on 127.0.0.1, and every page of the table of
 contents is opened in headless Chromium. On every page each image must have
 decoded (``naturalWidth > 0``) and every same-site link, stylesheet and script must
-point to a file of the build (and a ``#fragment`` to an id in it). On every chapter
-page (``book/NN-slug.html``) the claims table must be there, and no cell output may
-show an error or a traceback. Screenshots of the landing page and of the first
-chapter go to ``tests/artifacts/``.
+point to a file of the build (and a ``#fragment`` to an id in it). Equations must
+have been typeset by the MathJax copy shipped with the build (``mjx-container``
+elements, no raw ``\\(``, ``\\[`` or ``$$`` left in the text; the browser reaches no
+host but the local server, so a MathJax loaded from the internet fails), and no page
+may show a machine path under ``/tmp/`` or an nbval marker (``NBVAL``). On every
+chapter page (``book/NN-slug.html``) the claims table must be there, the parameters
+cell must be shown once, no code cell may run off the page (its lines wrap), and no
+cell output may show an error or a traceback. Screenshots of the landing page and
+of the first chapter go to ``tests/artifacts/``.
 
 Skipped, with the reason, where Chromium, chromedriver, selenium or Jupyter Book is
 missing (on Debian: ``apt-get install -y chromium chromium-driver``). Nothing is
@@ -120,6 +125,7 @@ def browser():
             opts.add_argument(flag)
         driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
         driver.set_page_load_timeout(60)
+        driver.set_script_timeout(30)
         try:
             yield driver
         finally:
@@ -145,7 +151,35 @@ for (const o of document.querySelectorAll('.cell_output, .output')) {
   const m = t.match(/Traceback \\(most recent call last\\)|^\\s*\\w*(Error|Exception): .*$/m);
   if (m) out.errorTexts.push(m[0].slice(0, 200));
 }
+// Math: what Sphinx marked as math, what MathJax typeset, and TeX left as text outside code.
+out.mathNodes = document.querySelectorAll('.math, span.math, div.math').length;
+out.mathjax = document.querySelectorAll('mjx-container').length;
+const prose = document.body.cloneNode(true);
+for (const e of prose.querySelectorAll('pre, code, script, style, textarea, mjx-container, .highlight')) e.remove();
+const rawTex = (prose.textContent || '').match(/.{0,40}(\\\\\\(|\\\\\\[|\\$\\$|\\\\begin\\{).{0,40}/g) || [];
+out.rawTex = rawTex.slice(0, 5);
+const text = document.body.textContent || '';
+out.tmpPaths = (text.match(/\\S*\\/tmp\\/\\S*/g) || []).slice(0, 5);
+out.nbval = (text.match(/.{0,30}NBVAL.{0,30}/g) || []).slice(0, 5);
+// Code cells: the parameters cell shown once; no input running off the page.
+out.parameterCells = 0;
+out.wideInputs = [];
+for (const cell of document.querySelectorAll('div.cell')) {
+  const input = cell.querySelector('div.cell_input pre');
+  if (!input) continue;
+  if (/^\\s*profile\\s*=/m.test(input.textContent) && /^\\s*seed\\s*=/m.test(input.textContent)) out.parameterCells++;
+  if (input.scrollWidth > input.clientWidth + 2) out.wideInputs.push(input.textContent.trim().split('\\n')[0].slice(0, 80));
+}
 return out;
+"""
+
+# Resolves once MathJax has typeset the page (at once where the page loads no MathJax).
+_MATHJAX_DONE = """
+const done = arguments[arguments.length - 1];
+const mj = window.MathJax;
+if (!document.querySelector('script[src*="mathjax"]')) { done('none'); return; }
+if (mj && mj.startup && mj.startup.promise) { mj.startup.promise.then(() => done('typeset'), () => done('error')); return; }
+done('not loaded');
 """
 
 
@@ -193,11 +227,26 @@ def page_problems(driver, base: str, html: str, page: str, cache: dict | None = 
         if driver.execute_script("return Array.from(document.images).every(i => i.complete)"):
             break
         time.sleep(0.2)
+    mathjax = "not loaded"
+    while time.time() < deadline:  # the deferred MathJax script runs after the load event
+        mathjax = driver.execute_async_script(_MATHJAX_DONE)
+        if mathjax != "not loaded":
+            break
+        time.sleep(0.2)
     state = driver.execute_script(_PAGE_STATE)
     problems = [f"image not displayed: {i['src']}" for i in state["images"]
                 if not i["complete"] or i["width"] <= 0]
     problems += [f"broken link: {b}" for b in _broken_refs(state["refs"], base, html, cache)]
+    if state["mathNodes"] and (mathjax != "typeset" or not state["mathjax"]):
+        problems.append(f"{state['mathNodes']} equation(s) not typeset by MathJax (MathJax: {mathjax}, "
+                        f"{state['mathjax']} mjx-container element(s))")
+    problems += [f"raw TeX in the text: {t!r}" for t in state["rawTex"]]
+    problems += [f"a machine path in the page: {t!r}" for t in state["tmpPaths"]]
+    problems += [f"an nbval marker in the page: {t!r}" for t in state["nbval"]]
     if CHAPTER.fullmatch(page):
+        if state["parameterCells"] != 1:
+            problems.append(f"the parameters cell is shown {state['parameterCells']} times, not once")
+        problems += [f"a code cell runs off the page: {t!r}" for t in state["wideInputs"]]
         if state["claims"] < 1 or state["claimRows"] < 1:
             problems.append("no claims table (table.msnn-claims with rows)")
         if state["errorAreas"]:
