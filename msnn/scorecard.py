@@ -9,10 +9,19 @@ into two MyST markdown fragments that the landing page includes:
   and its claim counts;
 * ``book/_generated/scorecard.md``: every claim, the paper's value beside ours, the
   computed verdict, and where and how each chapter was executed (profile, device,
-  torch version, wall time).
+  torch version, wall time);
+* ``book/_generated/status.md``: what the landing page opens with, the best error
+  reached for each headline result of the papers (:data:`HEADLINES`), the paper's,
+  where it was reached, and whether it is machine precision
+  (:data:`MACHINE_PRECISION`);
+* ``book/_generated/headlines.png``: the same errors as a figure, every headline
+  claim of every chapter against the paper's value on a log scale, drawn from the
+  numbers in ``book/_generated/headlines.json``.
 
 The fragments depend only on the claims files and ``_toc.yml`` (no clock, no
-machine), so they are committed and a test checks that they are current. The
+machine), so they are committed and a test checks that they are current (the
+figure through its data file, which is rewritten, and the figure redrawn, whenever
+the numbers change). The
 book's ``build`` command regenerates them before it calls Jupyter Book; by hand::
 
     python -m msnn.scorecard          # rewrite book/_generated/*.md
@@ -28,7 +37,9 @@ import re
 import sys
 from dataclasses import dataclass
 
-__all__ = ["PLAN", "PlannedChapter", "load_claims", "render_chapter_map", "render_scorecard", "write", "main"]
+__all__ = ["PLAN", "PlannedChapter", "HEADLINES", "Headline", "MACHINE_PRECISION", "load_claims", "headline_points",
+           "best_headlines", "render_chapter_map", "render_scorecard", "render_status", "draw_headlines", "write",
+           "main"]
 
 GENERATED = os.path.join("book", "_generated")
 MAIN = "Wang & Lai (2024)"
@@ -76,6 +87,50 @@ PLAN: tuple[PlannedChapter, ...] = (
     PlannedChapter("10", "SI-MSNN on 2D decaying turbulence", SI, "Sec. 4", "Figs. 2, 3"),
     PlannedChapter("11", "Beyond the papers: solving the linear part exactly", BEYOND,
                    "exact output layer, variable projection (LSGD, seed 003)", "Figs. 1, 5, 11 revisited"),
+)
+
+#: float64's machine epsilon, 2**-52.
+EPS64 = sys.float_info.epsilon
+#: An error at or below this is called machine precision on the landing page: ten
+#: times float64's epsilon, 2.2e-15. The headline solutions are of order one, so an
+#: absolute error is also a relative one.
+MACHINE_PRECISION = 10 * EPS64
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A headline result of the papers and the claims of the book that measure it.
+
+    Attributes:
+        name: a few words (``"regression"``).
+        what: what is measured, as the status table says it.
+        claims: ``(chapter number, claim id)`` of every claim that measures it; the
+            best (smallest) error among them is the one reported.
+        exact: where the claims record an inferred value rather than an error, the
+            exact value; the error is then ``|measured - exact|``.
+        paper: the paper's value as text, where the claims' ``paper`` column does not
+            give the error (otherwise that column is shown).
+    """
+
+    name: str
+    what: str
+    claims: tuple[tuple[str, str], ...]
+    exact: float | None = None
+    paper: str | None = None
+
+
+#: The papers' headline results: regression, PINNs, the Burgers exponent, turbulence.
+HEADLINES: tuple[Headline, ...] = (
+    Headline("regression", "Algorithm 1 on eq. (2.2): rms error",
+             (("04", "4.3"), ("04", "4.3p"), ("11", "B.4"))),
+    Headline("ODE PINN", "Algorithm 4 on eq. (3.3): max error",
+             (("07", "7.2"), ("07", "7.2p"), ("11", "B.6"))),
+    Headline("diffusion PINN", "Algorithm 4 on the 2D diffusion equation: rms error",
+             (("07", "7.6"), ("07", "7.6p"))),
+    Headline("Burgers lambda", "Sec. 4: error of the inferred exponent, |lambda - 1/2|",
+             (("08", "8.8-1"), ("08", "8.8-2"), ("08", "8.8-3a"), ("08", "8.8-3b")), exact=0.5,
+             paper="near machine precision after stage 3(b) (Fig. 14)"),
+    Headline("turbulence", "SI paper Sec. 4, 2D turbulence: rms residue / RMS(psi)", (("10", "10.1"),)),
 )
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|$#~{}])")
@@ -253,15 +308,186 @@ def render_scorecard(root: str) -> str:
     return "\n".join(out) + "\n"
 
 
+# ------------------------------------------------------------ headline results
+_PAPER_NUMBER = re.compile(r"(?<![\w.])(\d(?:\.\d+)?)e(-?\d+)(?![\w.])")
+
+
+def paper_number(text: str) -> float | None:
+    """The first number written ``1e-16`` (or ``2.5e-11``) in a claim's paper column, else None."""
+    m = _PAPER_NUMBER.search(str(text))
+    return float(f"{m.group(1)}e{m.group(2)}") if m else None
+
+
+def _slug(claims: dict, number: str) -> str | None:
+    hits = [s for s in claims if s.startswith(f"{number}-")]
+    return hits[0] if hits else None
+
+
+def headline_points(claims: dict[str, dict]) -> list[dict]:
+    """Every claim of :data:`HEADLINES` found in the claims files, as the error it measured.
+
+    Each point: headline name, chapter slug, claim id, ``ours`` (the error), ``paper``
+    (the paper's number from the claim's paper column, or None), the claim's text,
+    and the profile and device of the run.
+    """
+    points = []
+    for h in HEADLINES:
+        for number, cid in h.claims:
+            slug = _slug(claims, number)
+            if slug is None:
+                continue
+            data = claims[slug]
+            claim = next((c for c in data["claims"] if c.get("id") == cid), None)
+            value = None if claim is None else claim.get("measured")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+                continue
+            ours = abs(float(value) - h.exact) if h.exact is not None else abs(float(value))
+            run = data.get("run", {})
+            points.append({
+                "headline": h.name, "chapter": slug, "claim": cid, "what": claim.get("what", ""),
+                "ours": ours, "paper": None if h.paper else paper_number(claim.get("paper", "")),
+                "paper_text": h.paper or claim.get("paper", ""),
+                "profile": run.get("profile", data.get("profile", "-")), "device": data.get("device", "-")})
+    return points
+
+
+def best_headlines(claims: dict[str, dict]) -> list[dict]:
+    """Per headline (in the order of :data:`HEADLINES`), its point of smallest error; headlines no
+    executed chapter measures are left out."""
+    points = headline_points(claims)
+    best = []
+    for h in HEADLINES:
+        mine = [p for p in points if p["headline"] == h.name]
+        if mine:
+            b = dict(min(mine, key=lambda p: p["ours"]))
+            b["headline_what"] = h.what
+            b["of"] = [p["claim"] for p in mine]
+            best.append(b)
+    return best
+
+
+def _eps(err: float) -> str:
+    k = err / EPS64
+    if k < 10:
+        return f"{k:.1f} ε"
+    return f"{k:.0f} ε" if k < 1000 else f"{k:.0e} ε".replace("e+0", "e").replace("e+", "e")
+
+
+def _schedule(b: dict) -> str:
+    """Which training reached it, where the claim says: msnn's precision schedule is beyond the papers."""
+    return " (msnn's precision schedule)" if "precision schedule" in b.get("what", "") else ""
+
+
+def render_status(root: str) -> str:
+    """The landing page's opening: the best error per headline result, the paper's, where it was
+    reached, and whether it is machine precision."""
+    docs = toc_documents(root)
+    best = best_headlines(load_claims(root))
+    out = ["<!-- Generated by msnn.scorecard from book/*.claims.json: do not edit. -->", ""]
+    if not best:
+        out.append("No chapter that measures a headline result has been executed yet.")
+        return "\n".join(out) + "\n"
+
+    def where(b):
+        return f"{_chapter_link(b['chapter'], docs)}, `{_md(b['profile'])}` on {_md(b['device'])}"
+
+    reached = [b for b in best if b["ours"] <= MACHINE_PRECISION]
+    missed = [b for b in best if b["ours"] > MACHINE_PRECISION]
+    lines = []
+    if reached:
+        lines.append("**Machine precision reached:** " + "; ".join(
+            f"{_md(b['headline'])}, {b['ours']:.1e} ({where(b)})" for b in reached) + ".")
+    if missed:
+        lines.append("**Not reached:** " + "; ".join(
+            f"{_md(b['headline'])}, best {b['ours']:.1e} ({where(b)})" for b in missed) + ".")
+    out += [
+        *[line + "\n" for line in lines],
+        f"Machine precision here means an error of at most {MACHINE_PRECISION:.1e}, ten times float64's "
+        f"machine epsilon ε = {EPS64:.2e}; the solutions are of order one, so these errors are relative "
+        "ones too. Each row gives the best error over the claims of the book that measure the result "
+        "(the claim named), and the profile and device of the run that reached it.",
+        "",
+        "| result | best error | paper | machine precision | claim and run |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for b in best:
+        ok = "{bdg-success}`yes`" if b["ours"] <= MACHINE_PRECISION else "{bdg-secondary}`no`"
+        out.append(f"| **{_md(b['headline'])}**: {_md(b['headline_what'])} | {b['ours']:.1e} ({_eps(b['ours'])}) "
+                   f"| {_md(b['paper_text'])} | {ok} | {_md(b['claim'])}{_schedule(b)}, {where(b)} |")
+    return "\n".join(out) + "\n"
+
+
+def headline_data(root: str) -> str:
+    """The numbers the headline figure draws, as JSON text (the figure is redrawn when it changes)."""
+    pts = [{k: p[k] for k in ("headline", "chapter", "claim", "ours", "paper", "profile", "device")}
+           for p in headline_points(load_claims(root))]
+    return json.dumps({"machine_precision": MACHINE_PRECISION, "eps": EPS64, "points": pts}, indent=1) + "\n"
+
+
+def draw_headlines(data: dict, path: str) -> None:
+    """Draw every headline error (filled) against the paper's (open) per claim, grouped by chapter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = data["points"]
+    names = [h.name for h in HEADLINES]
+    colors = dict(zip(names, ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]))
+    fig, ax = plt.subplots(figsize=(8.4, 3.6), constrained_layout=True)
+    x, chapters, ticks, labels = 0.0, [], [], []
+    for slug in sorted({p["chapter"] for p in pts}):
+        mine = [p for p in pts if p["chapter"] == slug]
+        chapters.append((x, x + len(mine) - 1, slug, mine[0]["profile"]))
+        for p in mine:
+            c = colors.get(p["headline"], "k")
+            ax.semilogy([x], [max(p["ours"], 1e-18)], "o", color=c, ms=7)
+            if p["paper"] is not None:
+                ax.semilogy([x], [p["paper"]], "o", mfc="none", mec=c, ms=11, mew=1.2)
+            ticks.append(x)
+            labels.append(p["claim"])
+            x += 1
+        x += 0.6
+    ax.axhline(data["eps"], color="0.3", ls="--", lw=0.8)
+    ax.axhline(data["machine_precision"], color="0.3", ls=":", lw=0.8)
+    right = ax.get_yaxis_transform()  # x in axes fraction, y in data: labels in the right margin
+    ax.text(1.01, data["eps"], "float64 ε", transform=right, va="top", fontsize=8, color="0.3")
+    ax.text(1.01, data["machine_precision"], "machine precision\n(10 ε)", transform=right, va="bottom",
+            fontsize=8, color="0.3")
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(labels, fontsize=7, rotation=90)
+    for lo, hi, slug, profile in chapters:
+        ax.text((lo + hi) / 2, -0.17, f"ch. {int(slug[:2])}\n({profile})", transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=8)
+    ax.set_xlim(-0.7, x - 0.9)
+    ax.set_ylim(1e-17, 1)
+    ax.set_ylabel("error")
+    handles = [plt.Line2D([], [], ls="none", marker="o", color=colors[n], label=n) for n in names
+               if any(p["headline"] == n for p in pts)]
+    handles += [plt.Line2D([], [], ls="none", marker="o", color="k", label="ours"),
+                plt.Line2D([], [], ls="none", marker="o", mfc="none", mec="k", ms=9, label="paper")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
 def _targets(root: str) -> dict[str, str]:
     return {
         os.path.join(root, GENERATED, "chapters.md"): render_chapter_map(root),
         os.path.join(root, GENERATED, "scorecard.md"): render_scorecard(root),
+        os.path.join(root, GENERATED, "status.md"): render_status(root),
+        os.path.join(root, GENERATED, "headlines.json"): headline_data(root),
     }
 
 
+def _figure(root: str) -> str:
+    return os.path.join(root, GENERATED, "headlines.png")
+
+
 def write(root: str) -> list[str]:
-    """Regenerate ``book/_generated/chapters.md`` and ``scorecard.md``; return the files that changed."""
+    """Regenerate ``book/_generated/``: the markdown fragments, the headline data and, when that
+    data changed or the figure is missing, the headline figure; return the files that changed."""
     changed = []
     for path, text in _targets(root).items():
         old = None
@@ -273,6 +499,11 @@ def write(root: str) -> list[str]:
             with open(path, "w") as fh:
                 fh.write(text)
             changed.append(path)
+    data_path = os.path.join(root, GENERATED, "headlines.json")
+    if data_path in changed or not os.path.exists(_figure(root)):
+        with open(data_path) as fh:
+            draw_headlines(json.load(fh), _figure(root))
+        changed.append(_figure(root))
     return changed
 
 
@@ -286,6 +517,8 @@ def stale(root: str) -> list[str]:
         with open(path) as fh:
             if fh.read() != text:
                 out.append(path)
+    if not os.path.exists(_figure(root)):
+        out.append(_figure(root))
     return out
 
 

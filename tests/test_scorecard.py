@@ -26,8 +26,11 @@ def test_generated_pages_are_current():
 def test_landing_page_includes_the_generated_pages():
     with open(os.path.join(ROOT, "book", "intro.md")) as fh:
         intro = fh.read()
-    for name in ("chapters.md", "scorecard.md"):
+    for name in ("status.md", "chapters.md", "scorecard.md"):
         assert re.search(rf"```{{include}}\s+_generated/{name}", intro), f"book/intro.md does not include {name}"
+    assert re.search(r"```{figure}\s+_generated/headlines.png", intro), "book/intro.md does not show the headline figure"
+    # the page opens with the status: before any other section
+    assert intro.index("_generated/status.md") < intro.index("\n## "), "the status is not at the top of book/intro.md"
 
 
 def _claim(id, verdict, paper="~1e-16", measured=1e-9, what="rms error"):
@@ -69,6 +72,69 @@ def test_scorecard_counts_and_runs(book):
     assert "{bdg-danger}`FAIL`" in text and "{bdg-secondary}`REPORT`" in text
 
 
+def _headline_book(tmp_path, ode_max=1.7e-15, turbulence=6.4e-14):
+    """Claims of chapters 07, 08 and 10 that measure headline results."""
+    (tmp_path / "book").mkdir(parents=True)
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/07-pinn\n"
+                                       "  - file: book/08-burgers\n  - file: book/10-turb\n")
+    def chapter(slug, profile, claims):
+        (tmp_path / "book" / f"{slug}.claims.json").write_text(json.dumps(
+            {"chapter": slug, "device": "cpu", "claims": claims, "run": {"profile": profile}}))
+    chapter("07-pinn", "full", [_claim("7.2", "FAIL", paper="round-off (~1e-16)", measured=2.7e-10),
+                                _claim("7.2p", "PASS", paper="round-off (~1e-16)", measured=ode_max),
+                                _claim("7.6", "FAIL", paper="~1e-11", measured=5e-5)])
+    chapter("08-burgers", "full", [_claim("8.8-1", "REPORT", paper="1/2", measured=0.5 + 9e-5),
+                                   _claim("8.8-2", "REPORT", paper="1/2", measured=0.5 - 1.1e-9)])
+    chapter("10-turb", "quick", [_claim("10.1", "PASS", measured=turbulence)])
+    return tmp_path
+
+
+def test_status_gives_the_best_error_per_headline_and_whether_it_is_machine_precision(tmp_path):
+    root = _headline_book(tmp_path)
+    best = {b["headline"]: b for b in scorecard.best_headlines(scorecard.load_claims(str(root)))}
+    assert set(best) == {"ODE PINN", "diffusion PINN", "Burgers lambda", "turbulence"}  # no regression claims here
+    assert best["ODE PINN"]["claim"] == "7.2p" and best["ODE PINN"]["ours"] == 1.7e-15
+    assert best["Burgers lambda"]["claim"] == "8.8-2"
+    assert abs(best["Burgers lambda"]["ours"] - 1.1e-9) < 1e-15  # |lambda - 1/2|, not lambda
+    text = scorecard.render_status(str(root))
+    rows = {line.split("**")[1]: line for line in text.splitlines() if line.startswith("| **")}
+    assert "{bdg-success}`yes`" in rows["ODE PINN"] and "1.7e-15 (7.7 ε)" in rows["ODE PINN"]
+    assert "`full` on cpu" in rows["ODE PINN"] and "{doc}`chapter 7 </book/07-pinn>`" in rows["ODE PINN"]
+    assert "{bdg-secondary}`no`" in rows["turbulence"] and "`quick` on cpu" in rows["turbulence"]
+    assert "{bdg-secondary}`no`" in rows["diffusion PINN"] and "5.0e-05" in rows["diffusion PINN"]
+    assert "| 7.6, {doc}`chapter 7" in rows["diffusion PINN"]
+    assert "**Machine precision reached:** ODE PINN, 1.7e-15" in text
+    assert "**Not reached:**" in text and "turbulence, best 6.4e-14" in text
+    assert f"at most {scorecard.MACHINE_PRECISION:.1e}" in text
+    # just above the threshold is not machine precision
+    root2 = _headline_book(tmp_path / "b", ode_max=scorecard.MACHINE_PRECISION * 1.01)
+    assert "**Machine precision reached:**" not in scorecard.render_status(str(root2))
+
+
+def test_paper_numbers_are_read_from_the_claims_text():
+    assert scorecard.paper_number("round-off (~1e-16)") == 1e-16
+    assert scorecard.paper_number("O(1e-13)") == 1e-13
+    assert scorecard.paper_number("~2.5e-11 (Fig. 3)") == 2.5e-11
+    assert scorecard.paper_number("1/2") is None and scorecard.paper_number("2400 s") is None
+
+
+def test_headline_figure_is_drawn_and_follows_its_data(tmp_path):
+    root = _headline_book(tmp_path)
+    changed = scorecard.write(str(root))
+    png = root / "book" / "_generated" / "headlines.png"
+    assert str(png) in changed and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((root / "book" / "_generated" / "headlines.json").read_text())
+    assert {(p["claim"], p["paper"]) for p in data["points"]} >= {("7.2p", 1e-16), ("7.6", 1e-11), ("8.8-2", None)}
+    assert scorecard.write(str(root)) == [] and scorecard.stale(str(root)) == []
+    png.unlink()
+    assert scorecard.stale(str(root)) == [str(png)]
+    # new numbers: data and figure are rewritten
+    claims = root / "book" / "10-turb.claims.json"
+    claims.write_text(claims.read_text().replace("6.4e-14", "3.0e-16").replace("6.40e-14", "3.00e-16"))
+    changed = scorecard.write(str(root))
+    assert str(png) in changed and any(p.endswith("headlines.json") for p in changed)
+
+
 def test_chapter_map_links_only_chapters_in_the_book(book):
     text = scorecard.render_chapter_map(str(book))
     rows = [line for line in text.splitlines() if re.match(r"\| \d+ \|", line)]
@@ -85,7 +151,7 @@ def test_no_claims_yet(tmp_path):
 
 def test_write_then_check(book):
     assert scorecard.main(["--root", str(book), "--check"]) == 1
-    assert len(scorecard.write(str(book))) == 2
+    assert len(scorecard.write(str(book))) == 5  # chapters, scorecard, status, the figure's data and the figure
     assert scorecard.main(["--root", str(book), "--check"]) == 0
     assert scorecard.write(str(book)) == []
 
