@@ -58,7 +58,8 @@ import torch
 
 __all__ = ["Phase", "RowGroup", "PhaseReport", "RankWarning", "parse_schedule", "schedule_for",
            "solve_output_layer", "run_phases", "rows_loss", "SCHEDULES", "output_layer_norm", "round_off",
-           "ROUND_OFF_FLOOR", "MAX_JACOBIAN_BYTES"]
+           "ROUND_OFF_FLOOR", "MAX_JACOBIAN_BYTES",
+           "levenberg_marquardt", "jacobian_of", "least_squares"]
 
 _KINDS = ("adam", "lbfgs", "output-lstsq", "lsgd", "vp-lm", "lm")
 _SECOND_ORDER = ("vp-lm", "lm")
@@ -388,8 +389,12 @@ def round_off(net, x: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------ least squares
-def _lstsq(A: torch.Tensor, t: torch.Tensor, mu: float, rcond: float):
-    """min ||A w - t||^2 + mu ||w||^2 by SVD of [A; sqrt(mu) I]; returns (w, rank, U, s)."""
+def least_squares(A: torch.Tensor, t: torch.Tensor, *, mu: float = 0.0, rcond: float = 1e-15):
+    """min ||A w - t||^2 + mu ||w||^2 by SVD of [A; sqrt(mu) I], in A's dtype.
+
+    Singular values below ``rcond * s_max`` are dropped (minimum-norm solution).
+    Returns (w, rank, U, s): the solution, the numerical rank, the kept left singular
+    vectors (rows of A only) and all singular values."""
     m = A.shape[1]
     if mu > 0:
         A_ = torch.cat([A, math.sqrt(mu) * torch.eye(m, dtype=A.dtype, device=A.device)])
@@ -442,7 +447,7 @@ def solve_output_layer(net, groups: Sequence[RowGroup], *, mu: float = 0.0, rcon
     if check_linear:
         _linear_check(net, groups, R, A, w0)
     c = R - A @ w0
-    w, rank, _, _ = _lstsq(A, -c, mu, rcond)
+    w, rank, _, _ = least_squares(A, -c, mu=mu, rcond=rcond)
     if warn_rank and rank < A.shape[1]:
         warnings.warn(f"the output-layer system has numerical rank {rank} of {A.shape[1]} columns "
                       f"(rcond {rcond:g}); the solve keeps the minimum-norm solution", RankWarning, stacklevel=2)
@@ -465,6 +470,35 @@ def _assign(ps, vec):
             i += n
 
 
+def _damped_step(Jt, R, loss: float, lam: float, nu: float, trained, evaluate):
+    """One Levenberg-Marquardt step with Marquardt column scaling and Nielsen's damping rule.
+
+    Solves the scaled augmented system [J D^-1; sqrt(lam) I] z = [-r; 0] by QR (not the
+    normal equations), raising lam until the step lowers the loss. ``evaluate()`` returns
+    (loss, extra) at the parameters just assigned. Returns (accepted, loss, lam, nu, extra);
+    on rejection the parameters are restored.
+    """
+    D = Jt.norm(dim=0)
+    D = torch.where(D > 0, D, torch.ones_like(D) * max(float(D.max()), 1e-300))
+    Js = Jt / D
+    eye = torch.eye(Js.shape[1], dtype=Js.dtype, device=Js.device)
+    rhs = torch.cat([-R, torch.zeros(Js.shape[1], dtype=R.dtype, device=R.device)])[:, None]
+    theta0 = _flat(trained)
+    while lam <= 1e16:
+        z = torch.linalg.lstsq(torch.cat([Js, math.sqrt(lam) * eye]), rhs, driver="gels").solution[:, 0]
+        step = z / D
+        pred = float((R ** 2).sum() - ((R + Jt @ step) ** 2).sum())
+        _assign(trained, theta0 + step)
+        new, extra = evaluate()
+        if math.isfinite(new) and new < loss:
+            rho = (loss - new) / pred if pred > 0 else 0.0
+            return True, new, lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 2.0, extra
+        _assign(trained, theta0)
+        lam *= nu
+        nu *= 2.0
+    return False, loss, lam, nu, None
+
+
 def _levenberg_marquardt(net, groups, steps: int, *, projected: bool, mu: float, patience: int,
                          min_gain: float, damping: float, rcond: float, bar=None,
                          validation: Sequence[RowGroup] | None = None) -> PhaseReport:
@@ -477,7 +511,7 @@ def _levenberg_marquardt(net, groups, steps: int, *, projected: bool, mu: float,
         """Solve the output layer for the current hidden weights; returns (loss, w)."""
         R, A = _jacobian(net, groups, "output")
         c = R - A @ _get_output(net)
-        w, _, _, _ = _lstsq(A, -c, mu, rcond)
+        w, _, _, _ = least_squares(A, -c, mu=mu, rcond=rcond)
         r = A @ w + c
         return float((r ** 2).sum()) + mu * float((w ** 2).sum()), w
 
@@ -525,35 +559,12 @@ def _levenberg_marquardt(net, groups, steps: int, *, projected: bool, mu: float,
         if not torch.all(torch.isfinite(Jt)) or not torch.all(torch.isfinite(R)):
             stopped = "nonfinite"
             break
-        D = Jt.norm(dim=0)
-        D = torch.where(D > 0, D, torch.ones_like(D) * max(float(D.max()), 1e-300))
-        Js = Jt / D
-        eye = torch.eye(Js.shape[1], dtype=Js.dtype, device=Js.device)
-        rhs = torch.cat([-R, torch.zeros(Js.shape[1], dtype=R.dtype, device=R.device)])[:, None]
-        theta0 = _flat(trained)
-        accepted = False
-        while lam <= 1e16:
-            # the damped step from the scaled augmented system [J D^-1; sqrt(lam) I] z = [-r; 0] (QR)
-            z = torch.linalg.lstsq(torch.cat([Js, math.sqrt(lam) * eye]), rhs, driver="gels").solution[:, 0]
-            step = z / D
-            pred = float((R ** 2).sum() - ((R + Jt @ step) ** 2).sum())
-            _assign(trained, theta0 + step)
-            if projected:
-                new, w = projected_loss()
-            else:
-                new = plain_loss()
-            if math.isfinite(new) and new < loss:
-                rho = (loss - new) / pred if pred > 0 else 0.0
-                lam *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-                nu = 2.0
-                loss = new
-                if projected:
-                    _set_output(net, w)
-                accepted = True
-                break
-            _assign(trained, theta0)
-            lam *= nu
-            nu *= 2.0
+        if projected:
+            accepted, loss, lam, nu, w = _damped_step(Jt, R, loss, lam, nu, trained, projected_loss)
+            if accepted:
+                _set_output(net, w)
+        else:
+            accepted, loss, lam, nu, _ = _damped_step(Jt, R, loss, lam, nu, trained, lambda: (plain_loss(), None))
         history.append(loss)
         times.append(time.perf_counter() - t0)
         if bar is not None:
@@ -576,6 +587,124 @@ def _levenberg_marquardt(net, groups, steps: int, *, projected: bool, mu: float,
     final = projected_loss()[0] if projected else plain_loss()
     return PhaseReport("vp-lm" if projected else "lm", it, start, final, time.perf_counter() - t0, stopped, history,
                        times=times)
+
+
+def jacobian_of(residuals: torch.Tensor, params: Sequence[torch.Tensor], *, chunk: int = 512) -> torch.Tensor:
+    """The Jacobian (M, P) of a residual vector with respect to ``params`` (columns in order).
+
+    Uses batched reverse mode (``is_grads_batched``) ``chunk`` rows at a time, and one
+    backward pass per row where an operation in the graph cannot be batched.
+    """
+    r = residuals.reshape(-1)
+    m = r.shape[0]
+    sizes = [p.numel() for p in params]
+    blocks = []
+    for s in range(0, m, chunk):
+        k = min(chunk, m - s)
+        eye = torch.zeros(k, m, dtype=r.dtype, device=r.device)
+        eye[torch.arange(k), torch.arange(s, s + k)] = 1.0
+        try:
+            gs = torch.autograd.grad(r, params, eye, retain_graph=True, allow_unused=True, is_grads_batched=True)
+        except RuntimeError:
+            rows = [torch.autograd.grad(r[i], params, retain_graph=True, allow_unused=True) for i in range(s, s + k)]
+            gs = [torch.stack([row[j] if row[j] is not None else torch.zeros_like(params[j]) for row in rows])
+                  for j in range(len(params))]
+        blocks.append(torch.cat([(torch.zeros(k, n, dtype=r.dtype, device=r.device) if g is None else g.reshape(k, n))
+                                 for g, n in zip(gs, sizes)], 1))
+    return torch.cat(blocks)
+
+
+def levenberg_marquardt(params: Sequence[torch.Tensor], residuals: Callable[[], torch.Tensor], steps: int, *,
+                        damping: float = 1e-3, patience: int = 25, min_gain: float = 1e-3,
+                        score: Callable[[], float] | None = None, progress: bool | None = None,
+                        desc: str = "lm", jacobian: Callable[[], tuple] | None = None) -> PhaseReport:
+    """Levenberg-Marquardt on any parameters: minimize ``||residuals()||^2``.
+
+    The general form of the "lm" phase, for models that are not one stage network
+    (e.g. several networks and an unknown coefficient trained together, as in the
+    Burgers problem). The Jacobian comes from :func:`jacobian_of`; each step solves
+    the Marquardt-scaled augmented system by QR, with Nielsen's damping rule; the best
+    parameters (by ``score()`` if given, else by the loss) are kept.
+
+    Args:
+        params: leaf tensors that require grad (the ones trained).
+        residuals: returns the residual vector (M,), differentiable in ``params``.
+        steps: at most this many accepted steps (>= 0).
+        damping: the starting damping (> 0).
+        patience, min_gain: stop after ``patience`` steps without a relative gain of
+            ``min_gain`` in the score.
+        score: what "best" means (e.g. a loss on validation points); default the loss.
+        progress, desc: progress bar.
+        jacobian: optional, returns ``(r, J)`` at the current parameters (e.g. from
+            ``torch.func``), J with columns in the order of ``params``; by default
+            :func:`jacobian_of` differentiates ``residuals()``.
+
+    Returns:
+        A :class:`PhaseReport` of kind "lm" (losses are ``||r||^2``).
+
+    Raises:
+        ValueError: bad steps, damping, patience or min_gain; a parameter that does not require grad.
+    """
+    from .training import show_progress
+
+    steps = _phase(("lm", steps, dict(damping=damping, patience=patience, min_gain=min_gain))).steps
+    params = list(params)
+    if not params or not all(isinstance(p, torch.Tensor) and p.requires_grad for p in params):
+        raise ValueError("levenberg_marquardt needs a non-empty list of tensors that require grad")
+    t0 = time.perf_counter()
+
+    def evaluate():
+        with torch.no_grad():
+            r = residuals().detach()
+        return float((r ** 2).sum()), None
+
+    loss = start = evaluate()[0]
+    sc = score if score is not None else (lambda: loss)
+    best_theta, best = _flat(params), sc()
+    ref, since_gain, stopped = best, 0, "budget"
+    history, times = [loss], [0.0]
+    lam, nu = float(damping), 2.0
+    bar = None
+    if steps and show_progress(progress):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=desc, leave=False, mininterval=0.5)
+    it = 0
+    for it in range(1, steps + 1):
+        if jacobian is not None:
+            R, J = (t.detach() for t in jacobian())
+            R = R.reshape(-1)
+        else:
+            with torch.enable_grad():
+                r = residuals().reshape(-1)
+                J = jacobian_of(r, params)
+            R = r.detach()
+        if not (torch.all(torch.isfinite(J)) and torch.all(torch.isfinite(R))):
+            stopped = "nonfinite"
+            break
+        accepted, loss, lam, nu, _ = _damped_step(J, R, loss, lam, nu, params, evaluate)
+        history.append(loss)
+        times.append(time.perf_counter() - t0)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"loss {loss:.3e}")
+        if not accepted:
+            stopped = "damping"
+            break
+        s = sc() if score is not None else loss
+        if s < best:
+            best, best_theta = s, _flat(params)
+        if s < ref * (1.0 - float(min_gain)):
+            ref, since_gain = s, 0
+        else:
+            since_gain += 1
+            if since_gain >= int(patience):
+                stopped = "converged"
+                break
+    if bar is not None:
+        bar.close()
+    _assign(params, best_theta)
+    return PhaseReport("lm", it, start, evaluate()[0], time.perf_counter() - t0, stopped, history, times=times)
 
 
 def _lsgd(net, groups, steps: int, *, lr: float, every: int, mu: float, rcond: float, bar=None) -> PhaseReport:

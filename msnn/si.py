@@ -45,6 +45,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .networks import xavier_std
+from .phases import least_squares, schedule_for
 from .regression import _per_stage
 from .training import TrainHistory, show_progress, train
 
@@ -351,6 +352,33 @@ class SINetwork(nn.Module):
             h = torch.tanh(torch.addmm(bb, h, w))
         return torch.addmm(self.biases[-1], h, self.weights[-1])[:, 0]
 
+    def last_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's output (N, widths[-1]), on which the output layer is linear."""
+        if not self.widths:
+            raise ValueError("a network without hidden layers has no output layer to solve")
+        x = self._check(x)
+        h = si_features(x, self.B, self.b, self.A, self.weights[0], max_chunk_elements=self.max_chunk_elements)
+        h = torch.tanh(h + self.biases[0])
+        for w, bb in zip(self.weights[1:-1], self.biases[1:-1]):
+            h = torch.tanh(torch.addmm(bb, h, w))
+        return h
+
+    def solve_output_layer(self, x: torch.Tensor, target: torch.Tensor, *, mu: float = 0.0,
+                           rcond: float = 1e-15) -> tuple[float, int]:
+        """Set the output layer to the least-squares fit of ``target`` (float64 SVD).
+
+        Minimizes mean((net(x) - target)^2) + mu ||w||^2 over the output weights and
+        bias; returns (that loss, the numerical rank)."""
+        with torch.no_grad():
+            H = self.last_hidden(x)
+            A = torch.cat([H, torch.ones_like(H[:, :1])], 1) / math.sqrt(H.shape[0])
+            t = target.reshape(-1) / math.sqrt(H.shape[0])
+            w, rank, _, _ = least_squares(A, t, mu=mu, rcond=rcond)
+            self.weights[-1].copy_(w[:-1, None])
+            self.biases[-1].copy_(w[-1:])
+            loss = float(((A @ w - t) ** 2).sum()) + mu * float((w ** 2).sum())
+        return loss, rank
+
     def n_parameters(self) -> int:
         """Trainable parameters (B, b and the dense layers)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -391,6 +419,8 @@ class SIStageRecord:
         loss_history: the loss per Adam step and L-BFGS evaluation.
         rms_after: RMS of the residue left after this stage, in units of RMS(u).
         seconds: wall time; stopped: why the stage ended.
+        phases: with a ``schedule``, one summary per phase (kind, steps, loss before
+            and after, seconds, why it stopped); empty for the paper's Adam + L-BFGS.
     """
 
     index: int
@@ -408,6 +438,7 @@ class SIStageRecord:
     rms_after: float = math.nan
     seconds: float = 0.0
     stopped: str = "budget"
+    phases: list = field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -466,7 +497,7 @@ class SIMultistageRegressor:
                  loss: str = "mse", p: float = 10.0, target_rms: float | None = None,
                  dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu", seed: int = 0,
                  max_chunk_elements: int = 2 ** 24, checkpoint: str | os.PathLike | None = None,
-                 progress: bool | None = None, verbose: bool = False) -> None:
+                 progress: bool | None = None, verbose: bool = False, schedule=None) -> None:
         from .regression import _resolve_device
 
         if isinstance(n_stages, bool) or not isinstance(n_stages, (int, np.integer)) or n_stages < 1:
@@ -501,12 +532,30 @@ class SIMultistageRegressor:
         self.checkpoint = os.fspath(checkpoint) if checkpoint is not None else None
         self.progress = progress
         self.verbose = verbose
+        self.schedule = schedule
+        if schedule is not None:
+            for n in range(self.n_stages):
+                kinds = {ph.kind for ph in schedule_for(schedule, n, adam_steps=self.adam_steps[n],
+                                                        lbfgs_steps=self.lbfgs_steps[n], n_stages=self.n_stages)}
+                bad = sorted(kinds - {"adam", "lbfgs", "output-lstsq", "lsgd"})
+                if bad:
+                    raise ValueError(
+                        f"SI stages do not take the phases {bad}: a Gauss-Newton step on an SI network's "
+                        f"{self.n_features[n]} features (n_f (d + 1) + n_f x {self.widths[0] if self.widths else 1} "
+                        "parameters in the first layers) is a dense least-squares system too large to be "
+                        "useful; use 'output-lstsq' or 'lsgd', which solve the output layer exactly")
+                if kinds & {"output-lstsq", "lsgd"} and not self.widths:
+                    raise ValueError("'output-lstsq' and 'lsgd' need hidden layers (widths=() has no output layer)")
 
     # ------------------------------------------------------------------ data
     def _settings(self) -> dict:
         return dict(n_stages=self.n_stages, n_f=self.n_features, widths=self.widths, adam=self.adam_steps,
                     lbfgs=self.lbfgs_steps, lr=self.lr, lr_final=self.lr_final, loss=self.loss, p=self.p,
-                    dtype=str(self.dtype), seed=self.seed, target=self.target_rms)
+                    dtype=str(self.dtype), seed=self.seed, target=self.target_rms,
+                    schedule=None if self.schedule is None else [
+                        [str(ph) for ph in schedule_for(self.schedule, n, adam_steps=self.adam_steps[n],
+                                                        lbfgs_steps=self.lbfgs_steps[n])]
+                        for n in range(self.n_stages)])
 
     def _normalize(self, x: np.ndarray) -> np.ndarray:
         return -1.0 + 2.0 * (x - self.lo_) / (self.hi_ - self.lo_)
@@ -515,6 +564,68 @@ class SIMultistageRegressor:
         if self.loss == "mse":
             return lambda: torch.mean((net(xt) - target) ** 2)
         return lambda: lp_loss(net(xt) - target, self.p)
+
+    def _annealing(self, steps: int):
+        if self.lr_final is not None and self.lr_final < self.lr and steps > 1:
+            ratio = self.lr_final / self.lr
+            return lambda i, r=ratio, s=steps: r ** (i / (s - 1))  # noqa: E731
+        return None
+
+    def _run_phases(self, net: SINetwork, xt: torch.Tensor, target: torch.Tensor, phases, target_loss,
+                    desc: str) -> tuple[TrainHistory, list[dict]]:
+        """Train one stage by ``phases``; Adam anneals its learning rate within each Adam phase.
+
+        "output-lstsq" sets the output layer to the least-squares (MSE) fit, whatever the
+        stage's loss; "lsgd" runs Adam on every other parameter on the stage's loss and
+        re-solves the output layer every ``every`` steps and at the end."""
+        loss_fn = self._loss_fn(net, xt, target)
+        progress = show_progress(self.progress)
+        t0 = time.perf_counter()
+        losses, reports, counts = [], [], [0, 0, 0]
+        stopped = "budget"
+
+        def current() -> float:
+            with torch.no_grad():
+                return float(loss_fn())
+
+        for ph in phases:
+            t1, before = time.perf_counter(), current()
+            if ph.kind in ("adam", "lbfgs"):
+                steps = ph.steps if ph.kind == "adam" else 0
+                h = train(net, loss_fn, adam_steps=steps, lbfgs_steps=ph.steps if ph.kind == "lbfgs" else 0,
+                          lr=ph.opt("lr", self.lr), lr_schedule=self._annealing(steps), target_loss=target_loss,
+                          progress=progress, desc=f"{desc} {ph.kind}")
+                losses.append(np.asarray(h.loss, dtype=float))
+                counts[0] += h.adam_steps
+                counts[1] += h.lbfgs_iterations
+                counts[2] += h.lbfgs_evaluations
+                stopped, done = h.stopped, h.adam_steps + h.lbfgs_iterations
+            elif ph.kind == "output-lstsq":
+                net.solve_output_layer(xt, target, mu=ph.opt("mu", 0.0), rcond=ph.opt("rcond", 1e-15))
+                stopped, done = "solved", 0
+            else:  # lsgd
+                every, mu, rcond = ph.opt("every", 1), ph.opt("mu", 0.0), ph.opt("rcond", 1e-15)
+                net.solve_output_layer(xt, target, mu=mu, rcond=rcond)
+                hidden = [p for p in net.parameters() if p.requires_grad][:-2]
+                opt = torch.optim.Adam(hidden, lr=ph.opt("lr", self.lr))
+                rec = []
+                for i in range(ph.steps):
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_fn()
+                    loss.backward()
+                    opt.step()
+                    rec.append(float(loss.detach()))
+                    if (i + 1) % every == 0 or i == ph.steps - 1:
+                        net.solve_output_layer(xt, target, mu=mu, rcond=rcond)
+                losses.append(np.asarray(rec, dtype=float))
+                counts[0] += ph.steps
+                stopped, done = "budget", ph.steps
+            reports.append({"kind": ph.kind, "steps": int(done), "loss_before": before, "loss_after": current(),
+                            "seconds": time.perf_counter() - t1, "stopped": stopped})
+        hist = TrainHistory(loss=np.concatenate(losses) if losses else np.zeros(0), adam_steps=counts[0],
+                            lbfgs_iterations=counts[1], lbfgs_evaluations=counts[2], final_loss=current(),
+                            seconds=time.perf_counter() - t0, stopped=stopped)
+        return hist, reports
 
     # ------------------------------------------------------------------- fit
     def fit(self, u, *, lo=-1.0, hi=1.0) -> "SIMultistageRegressor":
@@ -566,10 +677,17 @@ class SIMultistageRegressor:
             if self.target_rms is not None:
                 t = self.target_rms / eps
                 target_loss = t * t if self.loss == "mse" else t
-            hist: TrainHistory = train(
-                net, self._loss_fn(net, xt, target), adam_steps=steps, lbfgs_steps=self.lbfgs_steps[n],
-                lr=self.lr, lr_schedule=sched, target_loss=target_loss, progress=show_progress(self.progress),
-                desc=f"SI stage {n + 1}/{self.n_stages}")
+            desc = f"SI stage {n + 1}/{self.n_stages}"
+            reports = []
+            if self.schedule is None:
+                hist: TrainHistory = train(
+                    net, self._loss_fn(net, xt, target), adam_steps=steps, lbfgs_steps=self.lbfgs_steps[n],
+                    lr=self.lr, lr_schedule=sched, target_loss=target_loss, progress=show_progress(self.progress),
+                    desc=desc)
+            else:
+                phases = schedule_for(self.schedule, n, adam_steps=steps, lbfgs_steps=self.lbfgs_steps[n],
+                                      n_stages=self.n_stages)
+                hist, reports = self._run_phases(net, xt, target, phases, target_loss, desc)
             with torch.no_grad():
                 part = eps * net(xt).to(torch.float64).cpu().numpy()
             self._train_parts.append(part)
@@ -580,7 +698,8 @@ class SIMultistageRegressor:
                 top_modes=[float(v) for v in np.linalg.norm(modes.k[:5], axis=1)], widths=self.widths,
                 loss=self.loss, adam_steps=hist.adam_steps, lbfgs_iterations=hist.lbfgs_iterations,
                 lbfgs_evaluations=hist.lbfgs_evaluations, final_loss=float(np.sum(hist.final_loss)),
-                loss_history=hist.loss, rms_after=rms_after, seconds=hist.seconds, stopped=hist.stopped)
+                loss_history=hist.loss, rms_after=rms_after, seconds=hist.seconds, stopped=hist.stopped,
+                phases=reports)
             self.stages_.append(rec)
             self.networks_.append(net)
             if self.verbose:

@@ -227,3 +227,55 @@ def test_short_training_moves_lambda_toward_one_half():
     st = next_stage_settings(ev, run)
     assert st["kappa_hat"] == pytest.approx(2 * math.pi * ev.f_d)
     assert 0 < st["gamma"] < 1 and st["eps"] > 0 and st["eps_lambda"] > 0
+
+
+def _first_round(**kw):
+    m = BurgersSolution(0.6)
+    m.add_stage([dict(eps=1.0, widths=(10, 10), seed=0)])
+    run = train_burgers(m, gamma=0.5, gamma_g=0.1, gamma_s=1e-2, gamma_o=1.0, n_collocation=60, n_smooth=12,
+                        progress=False, **kw)
+    return m, run
+
+
+def test_lm_phase_rows_are_the_loss_and_it_improves_on_adam():
+    # the Levenberg-Marquardt rows (and their torch.func Jacobian) must give exactly the loss that Adam
+    # minimized: the LM phase starts from Adam's last loss, then lowers it by orders of magnitude
+    m, run = _first_round(schedule=[("adam", 300), ("lm", 40)])
+    lm = run.history.extra["lm"][0]
+
+    def loss(i):  # the weighted loss of eq. (4.2) + L_o at the i-th recorded evaluation
+        return (0.5 * run.loss_d[i] + 0.5 * (run.loss_e[i] + 0.1 * run.loss_g[i]) + 1e-2 * run.loss_s[i]
+                + run.loss_o[i])
+
+    # evaluation 300 is the loss after Adam's last step; the optimizer sees it relative to evaluation 0
+    assert lm["loss_before"] == pytest.approx(loss(300) / loss(0), rel=1e-10)
+    assert lm["loss_after"] < 1e-2 * lm["loss_before"]
+    assert run.iterations == 300 + lm["steps"]
+    assert run.settings["phases"] == ["adam 300", "lm 40"]
+
+
+def test_lm_jacobian_equals_autograd():
+    from msnn.burgers import _round_rows
+    from msnn.phases import jacobian_of
+
+    m = BurgersSolution(0.6)
+    m.add_stage([dict(eps=1.0, widths=(8, 8), seed=0)])
+    m.add_stage([dict(eps=1e-3, widths=(8, 8), kappa_hat=3.0, seed=1)], lambda_scale=1e-2)
+    with torch.no_grad():
+        m.delta.fill_(0.3)
+    rows, rows_and_jacobian = _round_rows(m, gamma=0.3, gamma_g=0.1, gamma_s=1e-2, gamma_o=1.0,
+                                          n_collocation=20, n_smooth=6, smooth_width=0.1, seed=0,
+                                          smooth_in_equation=True, scale=2.0)
+    R, J = rows_and_jacobian()
+    with torch.enable_grad():
+        Jref = jacobian_of(rows(grad=True), m.trainable())
+    assert torch.allclose(R, rows(), rtol=0, atol=0)
+    assert J.shape == Jref.shape and torch.allclose(J, Jref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("phase", [("vp-lm", 5), ("output-lstsq",), ("lsgd", 5)])
+def test_output_layer_phases_are_refused_for_burgers(phase):
+    m = BurgersSolution(0.6)
+    m.add_stage([dict(eps=1.0, widths=(8,), seed=0)])
+    with pytest.raises(ValueError, match=r"\('lm', n\)"):
+        train_burgers(m, gamma=0.5, schedule=[("adam", 5), phase], progress=False)

@@ -462,3 +462,42 @@ def test_a_stage_worse_than_none_on_the_validation_rows_is_rejected():
     val2 = P.RowGroup(xv, lambda u, z: u(z) - torch.sin(8 * z[:, 0]))
     reps2 = P.run_phases(net2, [train], [("output-lstsq",)], progress=False, validation=[val2])
     assert reps2[-1].kind == "output-lstsq"
+
+
+# ------------------------------------------------- Levenberg-Marquardt on any parameters
+def test_general_levenberg_marquardt_finds_a_known_nonlinear_minimum():
+    from msnn.phases import levenberg_marquardt
+
+    x = torch.linspace(0, 2, 50, dtype=torch.float64)
+    y = 2.5 * torch.exp(-1.3 * x) + 0.7  # zero-residual minimum at (2.5, -1.3, 0.7)
+    p = torch.tensor([1.0, -0.5, 0.0], dtype=torch.float64, requires_grad=True)
+    rep = levenberg_marquardt([p], lambda: p[0] * torch.exp(p[1] * x) + p[2] - y, 100, progress=False)
+    assert rep.kind == "lm" and rep.loss_after < 1e-26 < rep.loss_before
+    assert torch.allclose(p.detach(), torch.tensor([2.5, -1.3, 0.7], dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_jacobian_of_matches_the_analytic_jacobian():
+    from msnn.phases import jacobian_of
+
+    x = torch.linspace(-1, 1, 700, dtype=torch.float64)  # more rows than one chunk
+    a = torch.tensor([0.3, 2.0], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    J = jacobian_of(a[0] * torch.sin(a[1] * x) + b * x ** 2, [a, b], chunk=256)
+    exact = torch.stack([torch.sin(2.0 * x), 0.3 * x * torch.cos(2.0 * x), x ** 2], 1)
+    assert J.shape == (700, 3)
+    assert torch.allclose(J, exact, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(steps=-1), "steps"), (dict(steps=2.5), "integer"), (dict(damping=0.0), "damping"),
+    (dict(patience=0), "patience"), (dict(min_gain=1.0), "min_gain"),
+])
+def test_general_levenberg_marquardt_rejects_bad_settings(kw, match):
+    from msnn.phases import levenberg_marquardt
+
+    p = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    args = dict(steps=5) | kw
+    with pytest.raises(ValueError, match=match):
+        levenberg_marquardt([p], lambda: p - 1.0, args.pop("steps"), progress=False, **args)
+    with pytest.raises(ValueError, match="require grad"):
+        levenberg_marquardt([p.detach()], lambda: p - 1.0, 5, progress=False)
