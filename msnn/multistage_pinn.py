@@ -33,14 +33,13 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from .pinn import (RAR, grad, sample_collocation, PINNProblem, StagedSolution, algorithm3, estimate_next_stage, gamma_bound,
                    residual_grid, train_pinn)
-from .phases import ROUND_OFF_FLOOR, RowGroup, output_layer_norm, round_off, rows_loss, run_phases, schedule_for
+from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, output_layer_norm, round_off, rows_loss, run_phases, schedule_for
 from .regression import _resolve_device
 from .spectrum import dominant_frequency, dominant_frequency_2d
 
@@ -151,11 +150,13 @@ class MultistagePINN:
         adam_steps, lbfgs_steps: the paper schedule's budget per stage (Adam first, then
             L-BFGS; 5000 and 0 by default).
         schedule: ``"paper"`` (Adam then L-BFGS), ``"precision"`` (Adam 1000 on the
-            PINN loss, then variable-projection Levenberg-Marquardt: the output layer
-            solved exactly, which needs an equation linear in u; in 1D on
+            PINN loss, then variable-projection Levenberg-Marquardt with the output layer
+            solved exactly for an equation linear in u, or Levenberg-Marquardt on every
+            weight for a nonlinear one; in 1D on
             ``max(n_collocation, 12 kappa_hat, 2 n_parameters)`` collocation points drawn
             at random, the ends included, in nD on the stage's last collocation set topped
-            up to 2 n_parameters; the parameters kept are the best on a second random draw), or a list of phases (see
+            up to 2 n_parameters; the parameters kept are the best on a second random
+            draw), or a list of phases (see
             :mod:`msnn.phases`; "adam" and "lbfgs" phases run first, through
             :func:`msnn.pinn.train_pinn`). Default: "paper" when ``adam_steps`` or
             ``lbfgs_steps`` is given, else "precision".
@@ -334,6 +335,8 @@ class MultistagePINN:
         if g is None:
             # eq. (3.32): the new stage starts with L_d ~ eps_k^2 (its own output scale at the
             # data points) and L_e ~ eps_r^2 (the residue it has to cancel)
+            if eps_r == 0.0:  # a homogeneous equation at u = 0: the bound is 1, any gamma in (0, 1) meets it
+                return 0.5, "eq. 3.32 (no residue: 1/2)"
             return gamma_bound(eps ** 2, eps_r ** 2), "eq. 3.32"
         if g == "algorithm3":
             spec = self._stage_spec(k)
@@ -502,28 +505,48 @@ class MultistagePINN:
         def lin(u, x):
             return p.residual(x, u(x)) - p.residual(x, 0.0 * x.sum(-1))
 
-        rc, grc = r_prev(xc)
+        linear = _is_linear(p)
+        if not linear:
+            if self.schedule == "precision":  # the named schedule: Gauss-Newton on every weight
+                rest = [Phase("lm", ph.steps, tuple(o for o in ph.options if o[0] in ("patience", "min_gain",
+                                                                                       "damping")))
+                        if ph.kind == "vp-lm" else ph for ph in rest]
+            if any(ph.kind != "lm" for ph in rest):
+                raise ValueError(f"'output-lstsq', 'lsgd' and 'vp-lm' solve the output layer exactly, which needs "
+                                 f"an equation linear in u; {p.name} is not: use Gauss-Newton phases "
+                                 "[('adam', n), ('lm', m)] or schedule='paper'")
+
+        def previous(x):
+            return m(x, k) if k > 0 else 0.0 * x.sum(-1)
+
+        rc, grc = r_prev(xc) if linear else (None, None)
         with torch.no_grad():
             d0 = (m(xd, k) if k > 0 else torch.zeros_like(ud)) - ud
-        eq_rows = RowGroup(xc, lambda u, x: rc + eps * lin(u, x), 1.0, "equation")
+        if linear:
+            eq_rows = RowGroup(xc, lambda u, x: rc + eps * lin(u, x), 1.0, "equation")
+        else:
+            eq_rows = RowGroup(xc, lambda u, x: p.residual(x, previous(x) + eps * u(x)), 1.0, "equation")
         data_rows = RowGroup(xd, lambda u, x: d0 + eps * u(x), 1.0, "data")
         groups = [eq_rows, data_rows]
         if gamma_g > 0:
             for a in range(p.dim):
-                groups.append(RowGroup(xc, lambda u, x, a=a: grc[a] + eps * grad(lin(u, x), x, 1, a),
-                                       gamma_g, f"gPINN axis {a}"))
+                if linear:
+                    groups.append(RowGroup(xc, lambda u, x, a=a: grc[a] + eps * grad(lin(u, x), x, 1, a),
+                                           gamma_g, f"gPINN axis {a}"))
+                else:
+                    groups.append(RowGroup(xc, lambda u, x, a=a: grad(eq_rows.rows(u, x), x, 1, a),
+                                           gamma_g, f"gPINN axis {a}"))
         ref = rows_loss(net, groups)
         ref = ref if ref > 0 and math.isfinite(ref) else 1.0
         for g in groups:
             g.weight /= ref
         if xv is not None:
-            rv, _ = r_prev(xv)
-            val = [RowGroup(xv, lambda u, x: rv + eps * lin(u, x), 1.0 / ref, "validation"),
-                   RowGroup(xd, data_rows.rows, 1.0 / ref, "data")]
-        if not _is_linear(p):
-            raise ValueError(f"the precision schedule solves the output layer exactly, which needs an equation "
-                             f"linear in u; {p.name} is not: use schedule='paper' or Gauss-Newton phases "
-                             "[('adam', n), ('lm', m)]")
+            if linear:
+                rv, _ = r_prev(xv)
+                val = [RowGroup(xv, lambda u, x: rv + eps * lin(u, x), 1.0 / ref, "validation")]
+            else:
+                val = [RowGroup(xv, eq_rows.rows, 1.0 / ref, "validation")]
+            val.append(RowGroup(xd, data_rows.rows, 1.0 / ref, "data"))
         return run_phases(net, groups, rest, progress=self.progress, desc=f"stage {k + 1}", validation=val)
 
     # ------------------------------------------------------------ results

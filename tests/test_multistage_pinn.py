@@ -129,3 +129,26 @@ def test_bad_inputs_raise(kw, msg):
 def test_results_need_solve():
     with pytest.raises(ValueError, match="solve"):
         _two_stage().predict(np.zeros(3))
+
+
+def _riccati():
+    # u' + u^2 = 0, u(0) = 1 on [0, 2]: u = 1 / (1 + x); homogeneous, so r(x, 0) = 0
+    return PINNProblem(residual=lambda x, u: grad(u, x, 1) + u ** 2, domain=[(0.0, 2.0)], data_x=np.zeros((1, 1)),
+                       data_u=np.ones(1), exact=lambda x: 1.0 / (1.0 + np.asarray(x)[:, 0]), name="riccati")
+
+
+def test_precision_schedule_on_a_nonlinear_equation_is_gauss_newton_on_every_weight():
+    common = dict(orders=(1,), n_stages=1, widths=(10, 10), seed=0, progress=False)
+    adam = MultistagePINN(_riccati(), schedule=[("adam", 1000)], **common).solve()
+    prec = MultistagePINN(_riccati(), precision_steps=60, **common).solve()
+    assert adam.records_[0].gamma_source == prec.records_[0].gamma_source == "eq. 3.32 (no residue: 1/2)"
+    assert [q["kind"] for q in prec.records_[0].phases] == ["lm"]
+    # the same Adam start, then 60 Gauss-Newton steps: measured 6.6e-3 -> 8.4e-6 (seed 0), 4.0e-3 -> 3.7e-6 (seed 1)
+    assert prec.records_[0].error_max < 1e-2 * adam.records_[0].error_max
+
+
+def test_exact_output_layer_phases_refuse_a_nonlinear_equation():
+    sol = MultistagePINN(_riccati(), orders=(1,), n_stages=1, widths=(6,), schedule=[("adam", 5), ("vp-lm", 3)],
+                         progress=False)
+    with pytest.raises(ValueError, match=r"linear in u.*\('lm', m\)"):
+        sol.solve()
