@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._common import resolve_device
 from .networks import StageNetwork
 from .pinn import gamma_bound, magnitude_estimate, sample_collocation
 from .spectrum import dominant_frequency
@@ -64,89 +65,8 @@ __all__ = [
 LAMBDA_SMOOTH = 0.5
 
 
-# ---------------------------------------------------------------- exact solutions
-def _check_lambda(lam: float) -> float:
-    lam = float(lam)
-    if not (math.isfinite(lam) and lam > 0):
-        raise ValueError(f"lambda must be finite and positive, got {lam}")
-    return lam
-
-
-def exact_profile(y, lam: float = 0.5, C: float = 1.0) -> np.ndarray:
-    """The odd self-similar profile U(y) of eq. (D.6), ``y = -U - C sgn(U) |U|^(1+1/lambda)``.
-
-    With ``a = |U|`` and ``p = 1 + 1/lambda`` the relation is ``a + C a^p = |y|``, whose
-    left side is increasing and convex in ``a``; Newton's method started above the
-    root at ``min(|y|, (|y|/C)^(1/p))`` therefore decreases monotonically onto it, for
-    every ``y``. ``U = -sgn(y) a``. C = 1 is the boundary condition U(2) = -1.
-
-    Args:
-        y: points (any shape), float64.
-        lam: lambda > 0 (1/2 is the first smooth profile).
-        C: positive constant of the family.
-
-    Returns:
-        U(y), same shape as ``y``, float64, accurate to a few ulp.
-    """
-    lam = _check_lambda(lam)
-    if not (math.isfinite(C) and C > 0):
-        raise ValueError(f"C must be finite and positive, got {C}")
-    y = np.asarray(y, dtype=np.float64)
-    if not np.all(np.isfinite(y)):
-        raise ValueError("y contains NaN or inf")
-    p = 1.0 + 1.0 / lam
-    s = np.abs(y)
-    a = np.minimum(s, (s / C) ** (1.0 / p))
-    for _ in range(200):
-        h = a + C * a ** p - s
-        step = h / (1.0 + C * p * a ** (p - 1.0))
-        a_new = np.where(a > 0, a - step, 0.0)
-        a_new = np.maximum(a_new, 0.0)
-        if np.all(a_new >= a):  # monotone from above: no further decrease means converged
-            break
-        a = np.minimum(a, a_new)
-    return -np.sign(y) * a
-
-
-def exact_derivatives(y, lam: float = 0.5, C: float = 1.0, order: int = 4) -> np.ndarray:
-    """U and its derivatives up to ``order`` (<= 4) along the profile (D.6), shape (order+1, ...).
-
-    With ``y(U) = -U - C sgn(U)|U|^p`` explicit, the derivatives of the inverse
-    function follow from those of ``y(U)``:
-
-        U' = 1/y',  U'' = -y''/y'^3,  U''' = (3 y''^2 - y' y''')/y'^5,
-        U'''' = (10 y' y'' y''' - 15 y''^3 - y'^2 y'''')/y'^7.
-
-    For lambda = 1/2 (p = 3) every term is a polynomial in U: smooth. For lambda = 0.4
-    (p = 3.5), y''' ~ |U|^(1/2) puts a cusp into U''' at the origin and y'''' ~
-    sgn(U)|U|^(-1/2) makes U'''' unbounded there, with opposite signs on the two sides
-    (Fig. 17). At ``y = 0`` a negative power is evaluated as inf.
-    """
-    if not (isinstance(order, (int, np.integer)) and 0 <= order <= 4):
-        raise ValueError(f"order must be an integer in 0..4, got {order!r}")
-    U = exact_profile(y, lam, C)
-    p = 1.0 + 1.0 / lam
-    a, sg = np.abs(U), np.sign(U)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        def pw(e):
-            return np.where(a > 0, a ** e, 0.0 if e > 0 else (1.0 if e == 0 else np.inf))
-        y1 = -1.0 - C * p * pw(p - 1)
-        y2 = -C * p * (p - 1) * sg * pw(p - 2)
-        y3 = -C * p * (p - 1) * (p - 2) * pw(p - 3)
-        y4 = -C * p * (p - 1) * (p - 2) * (p - 3) * sg * pw(p - 4)
-        if p == 3.0:  # polynomial case: y''' = -6 C, y'''' = 0 exactly (no 0 * inf at the origin)
-            y3 = np.full_like(a, -6.0 * C)
-            y4 = np.zeros_like(a)
-        d = [U, 1.0 / y1, -y2 / y1 ** 3, (3 * y2 ** 2 - y1 * y3) / y1 ** 5,
-             (10 * y1 * y2 * y3 - 15 * y2 ** 3 - y1 ** 2 * y4) / y1 ** 7]
-    return np.stack(d[: order + 1])
-
-
-def exact_residual(y, lam: float = 0.5, C: float = 1.0) -> np.ndarray:
-    """The residue of eq. (D.5) evaluated on the exact profile: zero up to round-off."""
-    U, U1 = exact_derivatives(y, lam, C, order=1)
-    y = np.asarray(y, dtype=np.float64)
-    return -lam * U + ((1 + lam) * y + U) * U1
+# The exact profiles live with the papers' other problems (msnn.problems); importable from here too.
+from .problems import _check_lambda, exact_derivatives, exact_profile, exact_residual  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------- Taylor-mode jets
@@ -253,12 +173,14 @@ class BurgersSolution(nn.Module):
 
     Args:
         lambda_init: the first stage's starting lambda (positive).
-        dtype, device: of every network and of lambda.
+        dtype, device: of every network and of lambda (device "auto": a GPU when torch
+            sees one, else the CPU).
     """
 
-    def __init__(self, lambda_init: float = 0.4, *, dtype: torch.dtype = torch.float64, device="cpu"):
+    def __init__(self, lambda_init: float = 0.4, *, dtype: torch.dtype = torch.float64,
+                 device: str | torch.device = "auto"):
         super().__init__()
-        self.dtype_, self.device_ = dtype, torch.device(device)
+        self.dtype_, self.device_ = dtype, resolve_device(device)
         self.lambda_base = _check_lambda(lambda_init)
         self.lambda_scale = 1.0
         self.delta = nn.Parameter(torch.zeros((), dtype=dtype, device=self.device_))

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from .networks import StageNetwork
-from .training import _check_steps, train
+from ._common import count, resolve_device
+from .training import train
 
 __all__ = ["EnsembleFit", "fit_ensemble"]
 
@@ -117,7 +118,7 @@ def fit_ensemble(
     y_val=None,
     init: str = "xavier_normal",
     dtype: torch.dtype = torch.float64,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     progress: bool | None = None,
     desc: str = "ensemble",
 ) -> EnsembleFit:
@@ -138,7 +139,8 @@ def fit_ensemble(
         lr: Adam learning rate (1e-3 in the authors' code).
         x_val, y_val: optional validation set (a dense grid).
         init: ``"xavier_normal"`` or ``"xavier_truncated"``.
-        dtype, device: of the network and the data (float64 by default).
+        dtype, device: of the network and the data (float64 by default; device "auto": a
+            GPU when torch sees one, else the CPU).
         progress: draw progress bars (default: unless MSNN_PROGRESS=0).
         desc: label of the progress bar.
 
@@ -151,8 +153,8 @@ def fit_ensemble(
     """
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    adam_steps = _check_steps("adam_steps", adam_steps)
-    lbfgs_steps = _check_steps("lbfgs_steps", lbfgs_steps)
+    adam_steps = count(adam_steps, "adam_steps")
+    lbfgs_steps = count(lbfgs_steps, "lbfgs_steps")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
     seeds = [int(s) for s in seeds]
@@ -182,7 +184,7 @@ def fit_ensemble(
     t0 = time.perf_counter()
     net = StageNetwork(d, widths, first_activation=first_activation,
                        member_kappa_hat=member_kh, seeds=seeds, ensemble=True, init=init,
-                       dtype=dtype, device=device)
+                       dtype=dtype, device=resolve_device(device))
     dev = net.device
     xt = xt.to(dtype=dtype, device=dev)
     yt = yt.to(dtype=dtype, device=dev)

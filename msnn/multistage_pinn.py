@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -40,10 +41,14 @@ import torch
 from .pinn import (RAR, grad, sample_collocation, PINNProblem, StagedSolution, algorithm3, estimate_next_stage, gamma_bound,
                    residual_grid, train_pinn)
 from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, output_layer_norm, round_off, rows_loss, run_phases, schedule_for
-from .regression import _resolve_device
+from ._common import CheckpointFile, NotFittedError, ParamsMixin, count as _count, per_stage, settings_key
+from ._common import resolve_device
 from .spectrum import dominant_frequency, dominant_frequency_2d
 
 __all__ = ["MultistagePINN", "PINNStageRecord", "diffusion_3_44", "finite_difference_points"]
+
+# eq. (3.44) and its finite-difference estimate live with the other problems (msnn.problems)
+from .problems import diffusion_3_44, finite_difference_points  # noqa: E402
 
 
 @dataclass
@@ -109,22 +114,7 @@ class PINNStageRecord:
         return self.adam_steps + self.lbfgs_evaluations
 
 
-def _per_stage(value, n: int, name: str) -> list:
-    """A setting per stage: one value for all stages, or a list of n values."""
-    if isinstance(value, (list, tuple)) and not (name == "widths" and value and not isinstance(value[0], (list, tuple))):
-        if len(value) != n:
-            raise ValueError(f"{name} needs 1 or n_stages = {n} values, got {len(value)}")
-        return list(value)
-    return [value] * n
-
-
-def _count(v, name: str, minimum: int = 0) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
-
-
-class MultistagePINN:
+class MultistagePINN(ParamsMixin):
     """Algorithm 4: a PINN solved in stages, each set up from the previous residue.
 
     Implements Algorithm 4 of Wang & Lai (2024), eq. (3.41)-(3.43). Stage 1 is a
@@ -136,6 +126,11 @@ class MultistagePINN:
     Fewer stages are trained when the next stage's eps (eq. 3.19) reaches the float64
     round-off of the solution, or when a stage did worse on its validation points than
     no stage at all (it is kept with a zero output layer).
+
+    Why ``solve()`` and not ``fit(x, y)``: there are no data to fit, the problem
+    (equation, boundary data, domain) is given to the constructor and the collocation
+    points are drawn by the solver. The constructor arguments are stored as given
+    (``get_params`` / ``set_params``, as in scikit-learn); ``solve`` validates them again.
 
     Args:
         problem: the equation (:class:`msnn.pinn.PINNProblem`), normalized so that its
@@ -199,19 +194,70 @@ class MultistagePINN:
             (0, 1), a float32 dtype, or orders that do not match the problem's dimension.
     """
 
-    def __init__(self, problem: PINNProblem, *, orders, eps_beta: float = 1.0, n_stages: int = 3,
-                 widths=(20, 20, 20), adam_steps=None, lbfgs_steps=None, schedule=None, precision_steps=300,
-                 lr=1e-3, lr_schedule=None,
-                 n_collocation=201, resample_every=100, sampler: str = "lhs", margin: float = 0.0,
-                 extra_points=None, gamma=None, gpinn=False, gamma_g=None, rar=None, eps0: float = 1.0,
-                 kappa_hat0=None, factor: float = 2.0, n_grid: int = 2501, pad: int = 1,
-                 algorithm3_n0: int = 500, init: str = "xavier_normal", dtype: torch.dtype = torch.float64,
-                 device="auto", seed: int = 0, progress: bool | None = None, checkpoint=None):
+    def __init__(self, problem: PINNProblem, *, orders: Sequence[int] | Sequence[Sequence[int]],
+                 eps_beta: float = 1.0, n_stages: int = 3,
+                 widths: Sequence[int] | Sequence[Sequence[int]] = (20, 20, 20),
+                 adam_steps: int | Sequence[int] | None = None, lbfgs_steps: int | Sequence[int] | None = None,
+                 schedule: str | Sequence | None = None, precision_steps: int | Sequence[int] = 300,
+                 lr: float | Sequence[float] = 1e-3,
+                 lr_schedule: Callable[[int], float] | Sequence[Callable[[int], float] | None] | None = None,
+                 n_collocation: int | Sequence[int] = 201, resample_every: int | Sequence[int] = 100,
+                 sampler: str = "lhs", margin: float = 0.0, extra_points: np.ndarray | None = None,
+                 gamma: float | str | Sequence[float | str | None] | None = None,
+                 gpinn: bool | Sequence[bool] = False, gamma_g: float | Sequence[float | None] | None = None,
+                 rar: RAR | Sequence[RAR | None] | None = None, eps0: float = 1.0,
+                 kappa_hat0: float | Sequence[float] | None = None, factor: float = 2.0, n_grid: int = 2501,
+                 pad: int = 1, algorithm3_n0: int = 500, init: str = "xavier_normal",
+                 dtype: torch.dtype = torch.float64, device: str | torch.device = "auto", seed: int = 0,
+                 progress: bool | None = None, checkpoint: str | os.PathLike | None = None) -> None:
+        # the arguments stored as given (get_params / clone); derived values in _validate
+        self.problem = problem
+        self.orders = orders
+        self.eps_beta = eps_beta
+        self.n_stages = n_stages
+        self.widths = widths
+        self.adam_steps = adam_steps
+        self.lbfgs_steps = lbfgs_steps
+        self.schedule = schedule
+        self.precision_steps = precision_steps
+        self.lr = lr
+        self.lr_schedule = lr_schedule
+        self.n_collocation = n_collocation
+        self.resample_every = resample_every
+        self.sampler = sampler
+        self.margin = margin
+        self.extra_points = extra_points
+        self.gamma = gamma
+        self.gpinn = gpinn
+        self.gamma_g = gamma_g
+        self.rar = rar
+        self.eps0 = eps0
+        self.kappa_hat0 = kappa_hat0
+        self.factor = factor
+        self.n_grid = n_grid
+        self.pad = pad
+        self.algorithm3_n0 = algorithm3_n0
+        self.init = init
+        self.dtype = dtype
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+        self.checkpoint = checkpoint
+        self._validate()
+
+    def _validate(self) -> None:
+        """Check the settings; derive the per-stage lists, the phases, the device and the checkpoint file."""
+        problem, orders, eps_beta, n_stages = self.problem, self.orders, self.eps_beta, self.n_stages
+        widths, adam_steps, lbfgs_steps, schedule = self.widths, self.adam_steps, self.lbfgs_steps, self.schedule
+        precision_steps, lr, lr_schedule, n_collocation = (self.precision_steps, self.lr, self.lr_schedule,
+                                                           self.n_collocation)
+        resample_every, sampler, gamma, gpinn, gamma_g, rar = (self.resample_every, self.sampler, self.gamma,
+                                                               self.gpinn, self.gamma_g, self.rar)
+        eps0, factor, dtype = self.eps0, self.factor, self.dtype
         if not isinstance(problem, PINNProblem):
             raise ValueError(f"problem must be a PINNProblem, got {type(problem).__name__}")
-        self.problem = problem
         n = _count(n_stages, "n_stages", 1)
-        self.n_stages = n
+        self._n = n
         m = np.atleast_1d(np.asarray(orders))
         terms = [orders] if np.ndim(orders) <= 1 else list(orders)
         for t in terms:
@@ -219,29 +265,27 @@ class MultistagePINN:
                 raise ValueError(f"orders {list(np.atleast_1d(t))} need one entry per input axis ({problem.dim})")
         if m.size == 0 or np.any(np.asarray(terms) < 0) or np.sum(terms) <= 0:
             raise ValueError(f"orders must be non-negative with at least one derivative, got {orders!r}")
-        self.orders = orders
         if not (math.isfinite(eps_beta) and eps_beta > 0):
             raise ValueError(f"eps_beta must be finite and positive, got {eps_beta}")
-        self.eps_beta = float(eps_beta)
+        self._eps_beta = float(eps_beta)
         if dtype != torch.float64:
             raise ValueError("MultistagePINN runs in float64: machine precision is not reachable in "
                              f"{dtype} (errors stop near its epsilon)")
-        self.dtype = dtype
-        self.widths = [tuple(int(v) for v in w) for w in _per_stage(widths, n, "widths")]
-        for w in self.widths:
+        self._widths = [tuple(int(v) for v in w) for w in per_stage(widths, n, "widths", nested=True)]
+        for w in self._widths:
             if not w or any(v < 1 for v in w):
                 raise ValueError(f"widths must be non-empty tuples of positive ints, got {w}")
         if schedule is None:
             schedule = "paper" if (adam_steps is not None or lbfgs_steps is not None) else "precision"
-        self.schedule = schedule
-        self.adam_steps = [_count(v, "adam_steps") for v in _per_stage(5000 if adam_steps is None else adam_steps,
+        self._schedule = schedule
+        self._adam = [_count(v, "adam_steps") for v in per_stage(5000 if adam_steps is None else adam_steps,
                                                                         n, "adam_steps")]
-        self.lbfgs_steps = [_count(v, "lbfgs_steps") for v in _per_stage(0 if lbfgs_steps is None else lbfgs_steps,
+        self._lbfgs = [_count(v, "lbfgs_steps") for v in per_stage(0 if lbfgs_steps is None else lbfgs_steps,
                                                                           n, "lbfgs_steps")]
-        self.precision_steps = [_count(v, "precision_steps") for v in _per_stage(precision_steps, n,
+        self._precision = [_count(v, "precision_steps") for v in per_stage(precision_steps, n,
                                                                                  "precision_steps")]
-        self._phases = [schedule_for(schedule, k, adam_steps=self.adam_steps[k], lbfgs_steps=self.lbfgs_steps[k],
-                                     precision_steps=self.precision_steps[k], n_stages=n) for k in range(n)]
+        self._phases = [schedule_for(schedule, k, adam_steps=self._adam[k], lbfgs_steps=self._lbfgs[k],
+                                     precision_steps=self._precision[k], n_stages=n) for k in range(n)]
         for k, ph in enumerate(self._phases):
             first = [p.kind for p in ph if p.kind in ("adam", "lbfgs")]
             if first != sorted(first) or any(p.kind in ("adam", "lbfgs") for p in ph[len(first):]):
@@ -250,46 +294,44 @@ class MultistagePINN:
             if sum(p.steps for p in ph) == 0 and not any(p.kind == "output-lstsq" for p in ph):
                 raise ValueError("every stage needs some training: adam_steps + lbfgs_steps > 0, or phases with steps")
         for k, ph in enumerate(self._phases):
-            self.adam_steps[k] = sum(p.steps for p in ph if p.kind == "adam")
-            self.lbfgs_steps[k] = sum(p.steps for p in ph if p.kind == "lbfgs")
-        self.lr = [float(v) for v in _per_stage(lr, n, "lr")]
-        if any(not v > 0 for v in self.lr):
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        self.lr_schedule = _per_stage(lr_schedule, n, "lr_schedule")
-        self.n_collocation = [_count(v, "n_collocation", 1) for v in _per_stage(n_collocation, n, "n_collocation")]
-        self.resample_every = [_count(v, "resample_every") for v in _per_stage(resample_every, n, "resample_every")]
+            self._adam[k] = sum(p.steps for p in ph if p.kind == "adam")
+            self._lbfgs[k] = sum(p.steps for p in ph if p.kind == "lbfgs")
+        self._lr = [float(v) for v in per_stage(lr, n, "lr")]
+        if any(not v > 0 for v in self._lr):
+            raise ValueError(f"lr must be positive, got {self._lr}")
+        self._lr_schedule = per_stage(lr_schedule, n, "lr_schedule")
+        self._n_c = [_count(v, "n_collocation", 1) for v in per_stage(n_collocation, n, "n_collocation")]
+        self._resample = [_count(v, "resample_every") for v in per_stage(resample_every, n, "resample_every")]
         if sampler not in ("lhs", "uniform"):
             raise ValueError(f"sampler must be 'lhs' or 'uniform', got {sampler!r}")
-        self.sampler, self.margin, self.extra_points = sampler, float(margin), extra_points
-        self.gamma = _per_stage(gamma, n, "gamma")
-        for g in self.gamma:
+        self._margin = float(self.margin)
+        self._gammas = per_stage(gamma, n, "gamma")
+        for g in self._gammas:
             if g is None or g == "algorithm3":
                 continue
             if isinstance(g, str) or not 0 < float(g) < 1:
                 raise ValueError(f"gamma must lie in (0, 1), be None (eq. 3.32) or 'algorithm3', got {g!r}")
-        self.gpinn = [bool(v) for v in _per_stage(gpinn, n, "gpinn")]
-        self.gamma_g = _per_stage(gamma_g, n, "gamma_g")
-        for g in self.gamma_g:
+        self._gpinn = [bool(v) for v in per_stage(gpinn, n, "gpinn")]
+        self._gamma_g = per_stage(gamma_g, n, "gamma_g")
+        for g in self._gamma_g:
             if g is not None and not float(g) >= 0:
                 raise ValueError(f"gamma_g must be >= 0 or None (eq. 3.40), got {g!r}")
-        self.rar = _per_stage(rar, n, "rar")
-        for r in self.rar:
+        self._rar = per_stage(rar, n, "rar")
+        for r in self._rar:
             if r is not None and not isinstance(r, RAR):
                 raise ValueError(f"rar must be a msnn.pinn.RAR or None, got {type(r).__name__}")
         if not (math.isfinite(eps0) and eps0 > 0):
             raise ValueError(f"eps0 must be finite and positive, got {eps0}")
-        self.eps0, self.kappa_hat0 = float(eps0), kappa_hat0
+        self._eps0 = float(eps0)
         if not factor > 1:
             raise ValueError(f"factor must exceed 1 (kappa_hat > pi f_d, eq. 2.9), got {factor}")
-        self.factor = float(factor)
-        self.n_grid = _count(n_grid, "n_grid", 16)
-        self.pad = _count(pad, "pad", 1)
-        self.algorithm3_n0 = _count(algorithm3_n0, "algorithm3_n0", 10)
-        self.init = init
-        self.device = _resolve_device(device)
-        self.seed = int(seed)
-        self.progress = progress
-        self.checkpoint = os.fspath(checkpoint) if checkpoint is not None else None
+        self._factor = float(factor)
+        _count(self.n_grid, "n_grid", 16)
+        _count(self.pad, "pad", 1)
+        _count(self.algorithm3_n0, "algorithm3_n0", 10)
+        self._device = resolve_device(self.device)
+        self._seed = int(self.seed)
+        self._ckpt = CheckpointFile(self.checkpoint)
 
     # ------------------------------------------------------------ diagnostics
     def _grid(self):
@@ -327,11 +369,11 @@ class MultistagePINN:
 
     def _check_solved(self):
         if not hasattr(self, "model_"):
-            raise ValueError("call solve() first")
+            raise NotFittedError("this MultistagePINN is not solved yet: call solve() first")
 
     # ------------------------------------------------------------ the loop
     def _gamma(self, k: int, eps: float, eps_r: float, run_kwargs: dict) -> tuple[float, str]:
-        g = self.gamma[k]
+        g = self._gammas[k]
         if g is None:
             # eq. (3.32): the new stage starts with L_d ~ eps_k^2 (its own output scale at the
             # data points) and L_e ~ eps_r^2 (the residue it has to cancel)
@@ -343,7 +385,7 @@ class MultistagePINN:
 
             def fresh():
                 m = self._rebuild(k)  # earlier stages as trained, a fresh stage k
-                m.add_stage(spec["eps"], widths=self.widths[k], kappa_hat=spec["kappa_hat"], seed=self.seed + k,
+                m.add_stage(spec["eps"], widths=self._widths[k], kappa_hat=spec["kappa_hat"], seed=self._seed + k,
                             init=self.init)
                 return m
 
@@ -358,11 +400,11 @@ class MultistagePINN:
         other axes, so that eq. (3.19) stays finite."""
         try:
             return estimate_next_stage(self.problem, self.model_, self.orders, n_grid=self.n_grid,
-                                       eps_beta=self.eps_beta, factor=self.factor, widths=self.widths[k], pad=self.pad)
+                                       eps_beta=self._eps_beta, factor=self._factor, widths=self._widths[k], pad=self.pad)
         except ValueError:
             est = estimate_next_stage(self.problem, self.model_, [1] * self.problem.dim, n_grid=self.n_grid,
-                                      eps_beta=1.0, factor=self.factor, widths=self.widths[k], pad=self.pad)
-            est.eps = _magnitude(est.eps_r, est.f_d, self.orders, self.eps_beta)
+                                      eps_beta=1.0, factor=self._factor, widths=self._widths[k], pad=self.pad)
+            est.eps = _magnitude(est.eps_r, est.f_d, self.orders, self._eps_beta)
             return est
 
     def _stage_spec(self, k: int) -> dict:
@@ -370,10 +412,10 @@ class MultistagePINN:
 
     def _rebuild(self, k: int) -> StagedSolution:
         """A copy of the first k trained stages (frozen), on the same device."""
-        m = StagedSolution(self.problem.dim, dtype=self.dtype, device=self.device)
+        m = StagedSolution(self.problem.dim, dtype=self.dtype, device=self._device)
         for j in range(k):
             rec = self.records_[j]
-            m.add_stage(rec.eps, widths=rec.widths, kappa_hat=rec.kappa_hat, seed=self.seed + j, init=self.init)
+            m.add_stage(rec.eps, widths=rec.widths, kappa_hat=rec.kappa_hat, seed=self._seed + j, init=self.init)
         m.load_state_dict({kk: v for kk, v in self.model_.state_dict().items()
                            if int(kk.split(".")[1]) < k})
         for net in m.stages:
@@ -382,8 +424,9 @@ class MultistagePINN:
 
     def solve(self) -> "MultistagePINN":
         """Run Algorithm 4 for ``n_stages`` stages; returns ``self``."""
+        self._validate()
         p = self.problem
-        self.model_ = StagedSolution(p.dim, dtype=self.dtype, device=self.device)
+        self.model_ = StagedSolution(p.dim, dtype=self.dtype, device=self._device)
         self.records_: list[PINNStageRecord] = []
         self.runs_ = []
         self._specs = {}
@@ -391,13 +434,13 @@ class MultistagePINN:
         exact = p.exact(pts) if p.exact is not None else None
         start = self._resume()
         self.stopped_ = ""
-        for k in range(start, self.n_stages):
+        for k in range(start, self._n):
             u_max = float(np.max(np.abs(self.model_.predict(pts)))) if k > 0 else 0.0
             t0 = time.perf_counter()
             # steps 3-4: the residue of the stages so far (the source for stage 1) sets eps_k and kappa_k
             est = self._estimate(k)
             if k == 0:
-                eps, kh = self.eps0, self.kappa_hat0
+                eps, kh = self._eps0, self.kappa_hat0
             else:
                 eps, kh = est.eps, list(est.kappa_hat)
                 if eps <= ROUND_OFF_FLOOR * u_max:
@@ -408,8 +451,8 @@ class MultistagePINN:
                     break
             self._specs[k] = {"eps": eps, "kappa_hat": kh}
             # step 7: gPINN weight from eq. (3.40) on the current residue
-            if self.gpinn[k]:
-                gg = self.gamma_g[k]
+            if self._gpinn[k]:
+                gg = self._gamma_g[k]
                 if gg is None:
                     _, r = residual_grid(p, self.model_, self.n_grid)
                     _, gr = residual_grid(p, self.model_, self.n_grid, gradient_norm=True)
@@ -417,14 +460,14 @@ class MultistagePINN:
                 gg = float(gg)
             else:
                 gg = 0.0
-            run_kwargs = dict(gamma_g=gg, n_collocation=self.n_collocation[k], sampler=self.sampler,
-                              resample_every=self.resample_every[k], adam_steps=self.adam_steps[k],
-                              lbfgs_steps=self.lbfgs_steps[k], lr=self.lr[k], margin=self.margin,
-                              rar=self.rar[k], extra_points=self.extra_points, seed=self.seed + k,
-                              lr_schedule=self.lr_schedule[k], progress=self.progress)
+            run_kwargs = dict(gamma_g=gg, n_collocation=self._n_c[k], sampler=self.sampler,
+                              resample_every=self._resample[k], adam_steps=self._adam[k],
+                              lbfgs_steps=self._lbfgs[k], lr=self._lr[k], margin=self._margin,
+                              rar=self._rar[k], extra_points=self.extra_points, seed=self._seed + k,
+                              lr_schedule=self._lr_schedule[k], progress=self.progress)
             gamma, source = self._gamma(k, eps, est.eps_r, run_kwargs)
             # steps 5-6: the ansatz u_k^(c) = u_(k-1)^(c) + eps_k u_k(x; kappa_k), earlier stages frozen
-            net = self.model_.add_stage(eps, widths=self.widths[k], kappa_hat=kh, seed=self.seed + k, init=self.init)
+            net = self.model_.add_stage(eps, widths=self._widths[k], kappa_hat=kh, seed=self._seed + k, init=self.init)
             # step 8: train on the original equation
             run = train_pinn(p, self.model_, gamma=gamma, desc=f"stage {k + 1}", **run_kwargs)
             reports = self._second_order(k, net, run, gamma, gg, kh)
@@ -433,13 +476,13 @@ class MultistagePINN:
             rec = PINNStageRecord(
                 stage=k + 1, eps=float(eps), eps_r=est.eps_r, f_d=[float(v) for v in est.f_d],
                 kappa_hat=None if kh is None else [float(v) for v in np.atleast_1d(kh)],
-                gamma=float(gamma), gamma_g=gg, gamma_source=source, widths=self.widths[k],
+                gamma=float(gamma), gamma_g=gg, gamma_source=source, widths=self._widths[k],
                 n_weights=net.n_weights(biases=True), loss_d=run.loss_d, loss_e=run.loss_e, loss_g=run.loss_g,
                 adam_steps=run.history.adam_steps, lbfgs_iterations=run.history.lbfgs_iterations,
                 lbfgs_evaluations=run.history.lbfgs_evaluations,
                 residue_rms=float(np.sqrt(np.mean(r ** 2))), residue_f_d=self._frequency(r, axes),
                 phases=[rep.summary() for rep in reports], output_norm=output_layer_norm(net),
-                round_off=float(eps) * round_off(net, torch.as_tensor(pts, dtype=self.dtype, device=self.device)))
+                round_off=float(eps) * round_off(net, torch.as_tensor(pts, dtype=self.dtype, device=self._device)))
             if exact is not None:
                 e = exact - self.model_.predict(pts)
                 rec.error_rms = float(np.sqrt(np.mean(e ** 2)))
@@ -467,18 +510,18 @@ class MultistagePINN:
         if not rest:
             return []
         p, m, eps = self.problem, self.model_, self.model_.eps[k]
-        dev, dt = self.device, self.dtype
+        dev, dt = self._device, self.dtype
         val = None
         # Random points, not a uniform grid: on a grid a Gauss-Newton stage can fit the points
         # with first-layer frequencies that alias between them. A fresh draw of half as
         # many points validates (the parameters kept are the best there).
         # At least twice as many points as the stage has parameters: a least-squares stage with
         # fewer rows than unknowns fits the points and nothing between them.
-        gen = torch.Generator(device=dev).manual_seed(10_000 + self.seed + k)
+        gen = torch.Generator(device=dev).manual_seed(10_000 + self._seed + k)
         n_min = 2 * net.n_weights(biases=True)
         if p.dim == 1:
             kh = 0.0 if kappa_hat is None else float(np.max(np.atleast_1d(kappa_hat)))
-            n = max(self.n_collocation[k], int(math.ceil(12 * kh)) + 1, n_min)
+            n = max(self._n_c[k], int(math.ceil(12 * kh)) + 1, n_min)
             ends = torch.as_tensor(p.domain[0], dtype=dt, device=dev)[:, None]
             xc = torch.cat([ends, sample_collocation(p.domain, n - 2, method="lhs", generator=gen, dtype=dt,
                                                      device=dev)])
@@ -507,7 +550,7 @@ class MultistagePINN:
 
         linear = _is_linear(p)
         if not linear:
-            if self.schedule == "precision":  # the named schedule: Gauss-Newton on every weight
+            if self._schedule == "precision":  # the named schedule: Gauss-Newton on every weight
                 rest = [Phase("lm", ph.steps, tuple(o for o in ph.options if o[0] in ("patience", "min_gain",
                                                                                        "damping")))
                         if ph.kind == "vp-lm" else ph for ph in rest]
@@ -591,7 +634,7 @@ class MultistagePINN:
         eps = [r.eps for r in self.records_[1:]]
         fd = [norm(r.f_d) for r in self.records_[1:]]
         last = self.records_[-1]
-        eps.append(_magnitude(last.residue_rms, last.residue_f_d, self.orders, self.eps_beta))
+        eps.append(_magnitude(last.residue_rms, last.residue_f_d, self.orders, self._eps_beta))
         fd.append(norm(last.residue_f_d))
         return np.array(eps), np.array(fd)
 
@@ -605,32 +648,28 @@ class MultistagePINN:
         return out
 
     # ------------------------------------------------------------ checkpoints
-    def _key(self) -> dict:
-        return {"n_stages": self.n_stages, "widths": self.widths, "adam": self.adam_steps, "lbfgs": self.lbfgs_steps,
-                "phases": [[str(ph) for ph in phs] for phs in self._phases],
-                "n_c": self.n_collocation, "seed": self.seed, "name": self.problem.name, "gpinn": self.gpinn,
-                "gamma": [str(g) for g in self.gamma]}
+    def _key(self) -> str:
+        return settings_key({"n_stages": self._n, "widths": self._widths, "adam": self._adam, "lbfgs": self._lbfgs,
+                             "phases": [[str(ph) for ph in phs] for phs in self._phases], "lr": self._lr,
+                             "n_c": self._n_c, "seed": self._seed, "name": self.problem.name, "gpinn": self._gpinn,
+                             "gamma": [str(g) for g in self._gammas], "gamma_g": [str(g) for g in self._gamma_g],
+                             "orders": np.asarray(self.orders).tolist(), "eps_beta": self._eps_beta,
+                             "eps0": self._eps0, "factor": self._factor, "init": self.init, "n_grid": self.n_grid},
+                            np.asarray(self.problem.data_x, dtype=np.float64),
+                            np.asarray(self.problem.data_u, dtype=np.float64))
 
     def _save(self) -> None:
-        if not self.checkpoint:
-            return
-        d = os.path.dirname(os.path.abspath(self.checkpoint))
-        os.makedirs(d, exist_ok=True)
-        tmp = self.checkpoint + ".tmp"
-        torch.save({"key": self._key(), "state": self.model_.state_dict(),
-                    "records": [asdict(r) for r in self.records_]}, tmp)
-        os.replace(tmp, self.checkpoint)
+        self._ckpt.save(self._key(), {"state": self.model_.state_dict(),
+                                      "records": [asdict(r) for r in self.records_]})
 
     def _resume(self) -> int:
-        if not self.checkpoint or not os.path.exists(self.checkpoint):
+        ck = self._ckpt.load(self._key(), map_location=self._device)
+        if ck is None:
             return 0
-        ck = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
-        if ck.get("key") != self._key():
-            return 0
-        recs = [PINNStageRecord(**r) for r in ck["records"]][: self.n_stages]
+        recs = [PINNStageRecord(**r) for r in ck["records"]][: self._n]
         for j, rec in enumerate(recs):
             rec.widths = tuple(rec.widths)
-            self.model_.add_stage(rec.eps, widths=rec.widths, kappa_hat=rec.kappa_hat, seed=self.seed + j,
+            self.model_.add_stage(rec.eps, widths=rec.widths, kappa_hat=rec.kappa_hat, seed=self._seed + j,
                                   init=self.init)
         self.model_.load_state_dict({k: v for k, v in ck["state"].items() if int(k.split(".")[1]) < len(recs)})
         self.records_ = recs
@@ -667,41 +706,3 @@ class _Truncated(torch.nn.Module):
 
     def forward(self, x):
         return self.inner(x, self.n)
-
-
-def diffusion_3_44(n_boundary: int = 101, t_max: float = 1.0) -> PINNProblem:
-    """u_t = u_xx / 2 + 1 - x^2 + t on t in [0, t_max], x in [-1, 1], eq. (3.44).
-
-    Initial and boundary data u(0, x) = 0 and u(t, +-1) = 0 (the paper prints the
-    boundary condition as "u(+-1, x) = 0"); exact solution
-    u_g = t (1 - x^2), eq. (3.45). Inputs are ordered (t, x); ``n_boundary`` uniform
-    points on each of the three data edges; t_max = 1 is our choice (the paper gives
-    no range).
-    """
-    n = _count(n_boundary, "n_boundary", 2)
-    if not (math.isfinite(t_max) and t_max > 0):
-        raise ValueError(f"t_max must be finite and positive, got {t_max}")
-
-    def residual(x, u):
-        return grad(u, x, 1, 0) - 0.5 * grad(u, x, 2, 1) - (1 - x[:, 1] ** 2 + x[:, 0])
-
-    xs, ts = np.linspace(-1, 1, n), np.linspace(0, t_max, n)[1:]
-    xb = np.concatenate([np.column_stack([np.zeros(n), xs]), np.column_stack([ts, -np.ones(n - 1)]),
-                         np.column_stack([ts, np.ones(n - 1)])])
-    return PINNProblem(residual=residual, domain=[(0.0, float(t_max)), (-1.0, 1.0)], data_x=xb,
-                       data_u=np.zeros(len(xb)), exact=lambda x: np.asarray(x)[:, 0] * (1 - np.asarray(x)[:, 1] ** 2),
-                       name="eq. (3.44)")
-
-
-def finite_difference_points(target: float = 1e-11) -> dict:
-    """The paper's estimate of a finite-difference grid for eq. (3.44) at error ``target`` (Section 3.5).
-
-    Central differences in x (error ~ h_x^2) need h_x ~ target^(1/2); fourth-order
-    Runge-Kutta in t (error ~ h_t^4) needs h_t ~ target^(1/4). The grid has
-    (2 / h_x) (1 / h_t) points on [-1, 1] x [0, 1]. The paper rounds h_x to 1e-5
-    and h_t to 1e-3 and quotes 1e6 x 1e3 = 1e9 points.
-    """
-    if not 0 < target < 1:
-        raise ValueError(f"target must lie in (0, 1), got {target}")
-    hx, ht = math.sqrt(target), target ** 0.25
-    return {"h_x": hx, "h_t": ht, "n_x": 2 / hx, "n_t": 1 / ht, "points": 2 / (hx * ht)}

@@ -39,13 +39,14 @@ Example (eq. 3.3, one stage, then the settings of a second)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from ._common import resolve_device
 from .networks import StageNetwork, xavier_std
 from .spectrum import dominant_frequency, dominant_frequency_2d
 from .training import TrainHistory, train
@@ -221,16 +222,17 @@ class StagedSolution(nn.Module):
 
     Args:
         dim: number of inputs d.
-        dtype, device: of every stage (float64 by default).
+        dtype, device: of every stage (float64 by default; device "auto": a GPU when torch
+            sees one, else the CPU).
     """
 
-    def __init__(self, dim: int, *, dtype: torch.dtype = torch.float64, device="cpu"):
+    def __init__(self, dim: int, *, dtype: torch.dtype = torch.float64, device: str | torch.device = "auto"):
         super().__init__()
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         self.dim = int(dim)
         self.dtype = dtype
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.stages = nn.ModuleList()
         self.eps: list[float] = []
 

@@ -12,8 +12,6 @@ evaluated in float64. Chapter 4 of the book shows it at work.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
@@ -24,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ._common import CheckpointFile, NotFittedError, ParamsMixin, count, per_stage, resolve_device, settings_key, states
 from .networks import StageNetwork
 from .spectrum import dominant_frequency, dominant_frequency_2d, dominant_frequency_scattered
 from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, output_layer_norm, round_off, run_phases, schedule_for
@@ -128,20 +127,9 @@ def _to_numpy(a, name: str) -> np.ndarray:
 
 
 def _per_stage(value, n: int, name: str, check_int: bool = True) -> list:
-    if isinstance(value, (list, tuple, np.ndarray)) and not (name == "widths" and all(
-        isinstance(v, (int, np.integer)) for v in value)):
-        vals = list(value)
-        if len(vals) != n:
-            raise ValueError(f"{name} has {len(vals)} values but n_stages = {n}")
-    else:
-        vals = [value] * n
-    if check_int:
-        for v in vals:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ValueError(f"{name} must be integers, got {v!r}")
-            if v < 0:
-                raise ValueError(f"{name} must be >= 0, got {v}")
-    return vals
+    """One value per stage (see msnn._common.per_stage); step counts checked as integers >= 0."""
+    vals = per_stage(value, n, name, nested=name == "widths")
+    return [count(v, name) for v in vals] if check_int else vals
 
 
 class _Grid:
@@ -185,7 +173,7 @@ class _Grid:
         return [f] if self.d == 1 else list(f.per_axis)
 
 
-class MultistageRegressor:
+class MultistageRegressor(ParamsMixin):
     """Multi-stage neural network regression (Algorithm 1 of Wang & Lai 2024).
 
     Example::
@@ -238,7 +226,8 @@ class MultistageRegressor:
             is at or below this value.
         dtype: torch.float64 (default). torch.float32 is allowed (Fig. 1 uses it)
             but its errors stop near 1e-7; a :class:`Float32Warning` says so.
-        device: "cpu", "cuda", "auto" or a torch.device.
+        device: "auto" (default: a GPU when torch sees one, else the CPU), "cpu",
+            "cuda" or a torch.device.
         seed: seed of the first stage; stage n uses seed + n.
         init: "xavier_normal" or "xavier_truncated" (the authors' code).
         progress: progress bars (default: unless MSNN_PROGRESS=0).
@@ -263,68 +252,84 @@ class MultistageRegressor:
         higher_activation: str = "sin",
         target_rms: float | None = None,
         dtype: torch.dtype = torch.float64,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         seed: int = 0,
         init: str = "xavier_normal",
         progress: bool | None = None,
         checkpoint: str | os.PathLike | None = None,
         verbose: bool = False,
     ) -> None:
-        if isinstance(n_stages, bool) or not isinstance(n_stages, (int, np.integer)) or n_stages < 1:
-            raise ValueError(f"n_stages must be an integer >= 1, got {n_stages!r}")
-        self.n_stages = int(n_stages)
-        if stage_points not in ("auto", None):
-            raise ValueError(f"stage_points must be 'auto' or None, got {stage_points!r}")
-        self.stage_points = stage_points
-        if schedule is None:
-            schedule = "paper" if (adam_steps is not None or lbfgs_steps is not None) else "precision"
+        # scikit-learn's contract: the arguments are stored as given (get_params / clone
+        # round-trip); what is derived from them lives in private attributes, made by
+        # _validate here (so bad settings fail at once) and again in fit (after set_params)
+        self.n_stages = n_stages
+        self.widths = widths
+        self.adam_steps = adam_steps
+        self.lbfgs_steps = lbfgs_steps
         self.schedule = schedule
-        self.adam_steps = _per_stage(5000 if adam_steps is None else adam_steps, self.n_stages, "adam_steps")
-        self.lbfgs_steps = _per_stage(5000 if lbfgs_steps is None else lbfgs_steps, self.n_stages, "lbfgs_steps")
-        self.precision_steps = _per_stage(precision_steps, self.n_stages, "precision_steps")
-        # validate every stage's phases now, so a bad schedule fails before any training
-        self._phases = [schedule_for(schedule, n, adam_steps=self.adam_steps[n], lbfgs_steps=self.lbfgs_steps[n],
-                                     precision_steps=self.precision_steps[n], n_stages=self.n_stages)
-                        for n in range(self.n_stages)]
-        if widths and isinstance(widths[0], (list, tuple)):
-            if len(widths) != self.n_stages:
-                raise ValueError(f"widths has {len(widths)} entries but n_stages = {self.n_stages}")
-            self.widths = [tuple(int(v) for v in w) for w in widths]
-        else:
-            self.widths = [tuple(int(v) for v in widths)] * self.n_stages
-        for w in self.widths:
-            if not w or any(v < 1 for v in w):
-                raise ValueError(f"widths must be positive integers, got {w}")
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if not kappa_factor > 0:
-            raise ValueError(f"kappa_factor must be positive, got {kappa_factor}")
-        if kappa_hat is not None and len(kappa_hat) != self.n_stages - 1:
-            raise ValueError(f"kappa_hat needs one entry per higher stage ({self.n_stages - 1}), got {len(kappa_hat)}")
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
-        if target_rms is not None and not target_rms >= 0:
-            raise ValueError(f"target_rms must be >= 0, got {target_rms}")
-        self.lr = float(lr)
-        self.kappa_factor = float(kappa_factor)
+        self.precision_steps = precision_steps
+        self.stage_points = stage_points
+        self.lr = lr
+        self.kappa_factor = kappa_factor
         self.kappa_hat = kappa_hat
         self.higher_activation = higher_activation
         self.target_rms = target_rms
         self.dtype = dtype
-        self.device = _resolve_device(device)
-        self.seed = int(seed)
+        self.device = device
+        self.seed = seed
         self.init = init
         self.progress = progress
-        self.checkpoint = os.fspath(checkpoint) if checkpoint is not None else None
+        self.checkpoint = checkpoint
         self.verbose = verbose
+        self._validate()
         if dtype == torch.float32:
             warnings.warn(
                 "MultistageRegressor in float32: errors cannot go below about 1e-7 "
                 "(single precision); use float64 for machine precision.", Float32Warning, stacklevel=2)
-            if self.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
+            if self._device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
                 warnings.warn(
                     "TF32 matmuls are on (torch.backends.cuda.matmul.allow_tf32): float32 "
                     "errors will stop near 1e-3, not 1e-7.", Float32Warning, stacklevel=2)
+
+    def _validate(self) -> None:
+        """Check the settings and derive the per-stage lists, the device and the phases."""
+        n = count(self.n_stages, "n_stages", 1)
+        if self.stage_points not in ("auto", None):
+            raise ValueError(f"stage_points must be 'auto' or None, got {self.stage_points!r}")
+        schedule = self.schedule
+        if schedule is None:
+            schedule = "paper" if (self.adam_steps is not None or self.lbfgs_steps is not None) else "precision"
+        self._schedule = schedule
+        self._adam = _per_stage(5000 if self.adam_steps is None else self.adam_steps, n, "adam_steps")
+        self._lbfgs = _per_stage(5000 if self.lbfgs_steps is None else self.lbfgs_steps, n, "lbfgs_steps")
+        self._precision = _per_stage(self.precision_steps, n, "precision_steps")
+        # every stage's phases, so a bad schedule fails before any training
+        self._phases = [schedule_for(schedule, k, adam_steps=self._adam[k], lbfgs_steps=self._lbfgs[k],
+                                     precision_steps=self._precision[k], n_stages=n) for k in range(n)]
+        widths = self.widths
+        if widths and isinstance(widths[0], (list, tuple)):
+            if len(widths) != n:
+                raise ValueError(f"widths has {len(widths)} entries but n_stages = {n}")
+            self._widths = [tuple(int(v) for v in w) for w in widths]
+        else:
+            self._widths = [tuple(int(v) for v in widths)] * n
+        for w in self._widths:
+            if not w or any(v < 1 for v in w):
+                raise ValueError(f"widths must be positive integers, got {w}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not self.kappa_factor > 0:
+            raise ValueError(f"kappa_factor must be positive, got {self.kappa_factor}")
+        if self.kappa_hat is not None and len(self.kappa_hat) != n - 1:
+            raise ValueError(f"kappa_hat needs one entry per higher stage ({n - 1}), got {len(self.kappa_hat)}")
+        if self.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {self.dtype}")
+        if self.target_rms is not None and not self.target_rms >= 0:
+            raise ValueError(f"target_rms must be >= 0, got {self.target_rms}")
+        self._n = n
+        self._device = resolve_device(self.device)
+        self._seed = int(self.seed)
+        self._ckpt = CheckpointFile(self.checkpoint)
 
     # ------------------------------------------------------------------ data
     def _normalize_x(self, x: np.ndarray) -> np.ndarray:
@@ -340,15 +345,16 @@ class MultistageRegressor:
 
     def _settings(self) -> dict:
         return dict(
-            n_stages=self.n_stages, widths=self.widths, adam=self.adam_steps, lbfgs=self.lbfgs_steps,
+            n_stages=self._n, widths=self._widths, adam=self._adam, lbfgs=self._lbfgs,
             lr=self.lr, kf=self.kappa_factor, kh=self.kappa_hat, act=self.higher_activation,
-            dtype=str(self.dtype), seed=self.seed, init=self.init, target=self.target_rms,
+            dtype=str(self.dtype), seed=self._seed, init=self.init, target=self.target_rms,
             phases=[[str(p) for p in ph] for ph in self._phases], stage_points=self.stage_points,
         )
 
     # ------------------------------------------------------------------- fit
     def fit(self, x, y) -> "MultistageRegressor":
         """Fit the stages to data ``y`` at inputs ``x`` (numpy or torch, any float dtype)."""
+        self._validate()
         x = self._check_x(x)
         y = _to_numpy(y, "y")
         if y.ndim == 2 and y.shape[1] == 1:
@@ -374,12 +380,12 @@ class MultistageRegressor:
         self.stages_: list[StageRecord] = []
         self.networks_: list[StageNetwork] = []
         self._train_pred = np.zeros_like(yn)  # float64 sum of eps_j u_j at the training points
-        xt = torch.as_tensor(xn, dtype=self.dtype, device=self.device)
+        xt = torch.as_tensor(xn, dtype=self.dtype, device=self._device)
         key = self._checkpoint_key(xn, yn)
         self._resume(key, xt)
 
         t_fit = time.perf_counter()
-        for n in range(len(self.stages_), self.n_stages):
+        for n in range(len(self.stages_), self._n):
             residue = yn - self._train_pred
             eps = float(np.sqrt(np.mean(residue ** 2)))
             if n > 0 and self.target_rms is not None and eps <= self.target_rms:
@@ -411,19 +417,19 @@ class MultistageRegressor:
                             f"dominant frequency f_d = {f:.3g} (eq. 2.10 asks N_d > 6 pi f_d = "
                             f"{6 * math.pi * f:.0f}); the stage may overfit.", SparseDataWarning, stacklevel=2)
             net = StageNetwork(
-                xn.shape[1], self.widths[n], first_activation=act, kappa_hat=kh,
-                seed=self.seed + n, init=self.init, dtype=self.dtype, device=self.device)
-            target = torch.as_tensor(residue / eps, dtype=self.dtype, device=self.device)
+                xn.shape[1], self._widths[n], first_activation=act, kappa_hat=kh,
+                seed=self._seed + n, init=self.init, dtype=self.dtype, device=self._device)
+            target = torch.as_tensor(residue / eps, dtype=self.dtype, device=self._device)
 
             phases = self._phases[n]
             xs, ts, xv, tv = self._stage_subset(grid, xt, target, phases, f_d)
             group = RowGroup(xs, lambda u, z, t=ts: u(z) - t, 1.0, "data")
             val = None if xv is None else [RowGroup(xv, lambda u, z, t=tv: u(z) - t, 1.0, "validation")]
             reports = run_phases(net, [group], phases, progress=show_progress(self.progress),
-                                 desc=f"stage {n + 1}/{self.n_stages}", validation=val,
+                                 desc=f"stage {n + 1}/{self._n}", validation=val,
                                  first_order=lambda ph, net=net, target=target: _first_order(
                                      ph, net, lambda: torch.mean((net(xs) - ts) ** 2), self.lr, self.progress,
-                                     f"stage {n + 1}/{self.n_stages}"))
+                                     f"stage {n + 1}/{self._n}"))
             with torch.no_grad():
                 un = net(xt).to(torch.float64).cpu().numpy()
                 final = float(torch.mean((net(xs) - ts) ** 2))
@@ -434,7 +440,7 @@ class MultistageRegressor:
             rec = StageRecord(
                 index=n, eps=eps, eps_data=eps * self.y_scale_, f_d=f_d,
                 kappa_hat=net.kappa_hat.tolist(), kappa=net.kappa.double().cpu().tolist(),
-                activation=act, widths=self.widths[n],
+                activation=act, widths=self._widths[n],
                 adam_steps=sum(r.steps for r in reports if r.kind == "adam"),
                 lbfgs_iterations=sum(r.extra_iterations for r in reports if r.kind == "lbfgs"),
                 lbfgs_evaluations=sum(len(r.history) for r in reports if r.kind == "lbfgs"),
@@ -476,7 +482,7 @@ class MultistageRegressor:
         # a random subset (endpoints always in): on an evenly spaced subset a sine first
         # layer can fit the points with frequencies that alias between them
         # and every point in the outer 2% of the interval (where the error of a stage is largest)
-        rng = np.random.default_rng(self.seed + 7919 * (1 + len(self.stages_)))
+        rng = np.random.default_rng(self._seed + 7919 * (1 + len(self.stages_)))
         xs = xt[grid.order, 0].detach().cpu().numpy()
         edge = np.abs(xs) >= 0.98
         inner = grid.order[~edge]
@@ -491,7 +497,7 @@ class MultistageRegressor:
     # --------------------------------------------------------------- predict
     def _check_fitted(self):
         if not getattr(self, "networks_", None):
-            raise RuntimeError("this MultistageRegressor is not fitted yet: call fit(x, y) first")
+            raise NotFittedError("this MultistageRegressor is not fitted yet: call fit(x, y) first")
 
     def predict_stages(self, x) -> np.ndarray:
         """Each stage's contribution eps_j u_j(x) in the units of y, shape (n_stages, M)."""
@@ -546,44 +552,28 @@ class MultistageRegressor:
 
     # ------------------------------------------------------------ checkpoint
     def _checkpoint_key(self, xn, yn) -> str:
-        h = hashlib.sha256()
-        h.update(np.ascontiguousarray(xn).tobytes())
-        h.update(np.ascontiguousarray(yn).tobytes())
-        h.update(json.dumps(self._settings(), sort_keys=True, default=str).encode())
-        return h.hexdigest()
+        return settings_key(self._settings(), xn, yn)
 
     def _save_checkpoint(self, key: str) -> None:
-        if not self.checkpoint:
-            return
-        os.makedirs(os.path.dirname(os.path.abspath(self.checkpoint)), exist_ok=True)
-        tmp = self.checkpoint + ".tmp"
-        torch.save({
-            "key": key,
-            "stages": [asdict(r) for r in self.stages_],
-            "states": [{k: v.cpu() for k, v in net.state_dict().items()} for net in self.networks_],
-        }, tmp)
-        os.replace(tmp, self.checkpoint)
+        self._ckpt.save(key, {"stages": [asdict(r) for r in self.stages_], "states": states(self.networks_)})
 
     def _resume(self, key: str, xt: torch.Tensor) -> None:
-        if not self.checkpoint or not os.path.exists(self.checkpoint):
-            return
-        ck = torch.load(self.checkpoint, weights_only=False)
-        if ck.get("key") != key:
-            warnings.warn(f"checkpoint {self.checkpoint} is for other data or settings: ignored", stacklevel=3)
+        ck = self._ckpt.load(key)
+        if ck is None:
             return
         for rec_d, state in zip(ck["stages"], ck["states"]):
             rec = StageRecord(**rec_d)
             net = StageNetwork(
                 xt.shape[1], tuple(rec.widths), first_activation=rec.activation,
                 kappa_hat=rec.kappa_hat,
-                seed=self.seed + rec.index, init=self.init, dtype=self.dtype, device=self.device)
+                seed=self._seed + rec.index, init=self.init, dtype=self.dtype, device=self._device)
             net.load_state_dict(state)
             with torch.no_grad():
                 self._train_pred = self._train_pred + rec.eps * net(xt).to(torch.float64).cpu().numpy()
             self.stages_.append(rec)
             self.networks_.append(net)
         if self.verbose:
-            print(f"resumed {len(self.stages_)} stage(s) from {self.checkpoint}")
+            print(f"resumed {len(self.stages_)} stage(s) from {self._ckpt.path}")
 
 
 def _first_order(ph: Phase, net, loss_fn, lr: float, progress, desc: str) -> tuple:
@@ -595,16 +585,5 @@ def _first_order(ph: Phase, net, loss_fn, lr: float, progress, desc: str) -> tup
     return before, float(np.sum(h.final_loss)), h.seconds, h.stopped, h.loss, h.lbfgs_iterations
 
 
-def _resolve_device(device) -> torch.device:
-    if isinstance(device, torch.device):
-        dev = device
-    elif device == "auto":
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"unknown device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no GPU is visible to torch")
-    return dev
+#: kept for code that imported it from here; use msnn._common.resolve_device
+_resolve_device = resolve_device

@@ -30,12 +30,9 @@ Chapters 9 and 10 of the book show this module at work.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -44,9 +41,10 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ._common import CheckpointFile, NotFittedError, ParamsMixin, count, resolve_device, settings_key, states
 from .networks import xavier_std
 from .phases import least_squares, schedule_for
-from .regression import _per_stage
+from .regression import _per_stage  # one value or one per stage, counts checked
 from .training import TrainHistory, show_progress, train
 
 __all__ = [
@@ -452,7 +450,7 @@ class SIStageRecord:
         return self.eps * (np.sqrt(h) if self.loss == "mse" else h)
 
 
-class SIMultistageRegressor:
+class SIMultistageRegressor(ParamsMixin):
     """Spectrum-informed multi-stage regression on a grid (SI-MSNN, Ng, Wang & Lai 2024).
 
     Stage 0 fits ``u / eps_0`` with ``eps_0 = RMS(u)``; stage n fits the normalized
@@ -463,6 +461,12 @@ class SIMultistageRegressor:
     annealed learning rate, optionally followed by L-BFGS, on the MSE or on the
     mean-form L^p loss (:func:`lp_loss`). Residues are always the data minus the
     float64 sum of the stages.
+
+    Why ``fit(u, lo=..., hi=...)`` and not ``fit(x, y)``: the spectrum-informed
+    initialization needs the DFT of the target, so the data must be values on a
+    periodic uniform grid, which the grid shape and the domain describe completely.
+    The constructor arguments are stored as given (``get_params`` / ``set_params``, as
+    in scikit-learn); ``fit`` validates them again.
 
     Example::
 
@@ -495,67 +499,67 @@ class SIMultistageRegressor:
                  widths: Sequence[int] = (30, 30, 30), adam_steps: int | Sequence[int] = 5000,
                  lbfgs_steps: int | Sequence[int] = 0, lr: float = 1e-3, lr_final: float | None = 1e-5,
                  loss: str = "mse", p: float = 10.0, target_rms: float | None = None,
-                 dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu", seed: int = 0,
+                 dtype: torch.dtype = torch.float64, device: str | torch.device = "auto", seed: int = 0,
                  max_chunk_elements: int = 2 ** 24, checkpoint: str | os.PathLike | None = None,
                  progress: bool | None = None, verbose: bool = False, schedule=None) -> None:
-        from .regression import _resolve_device
+        # the arguments stored as given (get_params / clone); derived values in _validate
+        self.n_stages, self.n_features, self.widths = n_stages, n_features, widths
+        self.adam_steps, self.lbfgs_steps, self.lr, self.lr_final = adam_steps, lbfgs_steps, lr, lr_final
+        self.loss, self.p, self.target_rms, self.dtype, self.device = loss, p, target_rms, dtype, device
+        self.seed, self.max_chunk_elements, self.checkpoint = seed, max_chunk_elements, checkpoint
+        self.progress, self.verbose, self.schedule = progress, verbose, schedule
+        self._validate()
 
-        if isinstance(n_stages, bool) or not isinstance(n_stages, (int, np.integer)) or n_stages < 1:
-            raise ValueError(f"n_stages must be an integer >= 1, got {n_stages!r}")
-        self.n_stages = int(n_stages)
-        self.n_features = _per_stage(n_features, self.n_stages, "n_features")
-        if any(v < 1 for v in self.n_features):
-            raise ValueError(f"n_features must be >= 1, got {self.n_features}")
-        self.widths = tuple(int(w) for w in widths)
-        if any(w < 1 for w in self.widths):
-            raise ValueError(f"widths must be positive integers, got {self.widths}")
-        self.adam_steps = _per_stage(adam_steps, self.n_stages, "adam_steps")
-        self.lbfgs_steps = _per_stage(lbfgs_steps, self.n_stages, "lbfgs_steps")
+    def _validate(self) -> None:
+        """Check the settings; derive the per-stage lists, the device and the checkpoint file."""
+        n = count(self.n_stages, "n_stages", 1)
+        self._n_features = [count(v, "n_features", 1) for v in _per_stage(self.n_features, n, "n_features")]
+        self._widths = tuple(int(w) for w in self.widths)
+        if any(w < 1 for w in self._widths):
+            raise ValueError(f"widths must be positive integers, got {self._widths}")
+        self._adam = _per_stage(self.adam_steps, n, "adam_steps")
+        self._lbfgs = _per_stage(self.lbfgs_steps, n, "lbfgs_steps")
+        lr, lr_final = self.lr, self.lr_final
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr}")
         if lr_final is not None and not 0 < lr_final <= lr:
             raise ValueError(f"lr_final must be in (0, lr], got {lr_final}")
-        if loss not in ("mse", "lp"):
-            raise ValueError(f"loss must be 'mse' or 'lp', got {loss!r}")
-        if not p >= 1:
-            raise ValueError(f"p must be >= 1, got {p}")
-        if target_rms is not None and not target_rms >= 0:
-            raise ValueError(f"target_rms must be >= 0, got {target_rms}")
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
-        self.lr, self.lr_final, self.loss, self.p = float(lr), lr_final, loss, float(p)
-        self.target_rms = target_rms
-        self.dtype = dtype
-        self.device = _resolve_device(device)
-        self.seed = int(seed)
-        self.max_chunk_elements = int(max_chunk_elements)
-        self.checkpoint = os.fspath(checkpoint) if checkpoint is not None else None
-        self.progress = progress
-        self.verbose = verbose
-        self.schedule = schedule
-        if schedule is not None:
-            for n in range(self.n_stages):
-                kinds = {ph.kind for ph in schedule_for(schedule, n, adam_steps=self.adam_steps[n],
-                                                        lbfgs_steps=self.lbfgs_steps[n], n_stages=self.n_stages)}
+        if self.loss not in ("mse", "lp"):
+            raise ValueError(f"loss must be 'mse' or 'lp', got {self.loss!r}")
+        if not self.p >= 1:
+            raise ValueError(f"p must be >= 1, got {self.p}")
+        if self.target_rms is not None and not self.target_rms >= 0:
+            raise ValueError(f"target_rms must be >= 0, got {self.target_rms}")
+        if self.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {self.dtype}")
+        self._phases = None
+        if self.schedule is not None:
+            self._phases = [schedule_for(self.schedule, k, adam_steps=self._adam[k], lbfgs_steps=self._lbfgs[k],
+                                         n_stages=n) for k in range(n)]
+            for k, phases in enumerate(self._phases):
+                kinds = {ph.kind for ph in phases}
                 bad = sorted(kinds - {"adam", "lbfgs", "output-lstsq", "lsgd"})
                 if bad:
                     raise ValueError(
                         f"SI stages do not take the phases {bad}: a Gauss-Newton step on an SI network's "
-                        f"{self.n_features[n]} features (n_f (d + 1) + n_f x {self.widths[0] if self.widths else 1} "
-                        "parameters in the first layers) is a dense least-squares system too large to be "
-                        "useful; use 'output-lstsq' or 'lsgd', which solve the output layer exactly")
-                if kinds & {"output-lstsq", "lsgd"} and not self.widths:
+                        f"{self._n_features[k]} features (n_f (d + 1) + n_f x "
+                        f"{self._widths[0] if self._widths else 1} parameters in the first layers) is a dense "
+                        "least-squares system too large to be useful; use 'output-lstsq' or 'lsgd', which "
+                        "solve the output layer exactly")
+                if kinds & {"output-lstsq", "lsgd"} and not self._widths:
                     raise ValueError("'output-lstsq' and 'lsgd' need hidden layers (widths=() has no output layer)")
+        self._n = n
+        self._device = resolve_device(self.device)
+        self._seed = int(self.seed)
+        self._chunk = count(self.max_chunk_elements, "max_chunk_elements", 1)
+        self._ckpt = CheckpointFile(self.checkpoint)
 
     # ------------------------------------------------------------------ data
     def _settings(self) -> dict:
-        return dict(n_stages=self.n_stages, n_f=self.n_features, widths=self.widths, adam=self.adam_steps,
-                    lbfgs=self.lbfgs_steps, lr=self.lr, lr_final=self.lr_final, loss=self.loss, p=self.p,
-                    dtype=str(self.dtype), seed=self.seed, target=self.target_rms,
-                    schedule=None if self.schedule is None else [
-                        [str(ph) for ph in schedule_for(self.schedule, n, adam_steps=self.adam_steps[n],
-                                                        lbfgs_steps=self.lbfgs_steps[n])]
-                        for n in range(self.n_stages)])
+        return dict(n_stages=self._n, n_f=self._n_features, widths=self._widths, adam=self._adam,
+                    lbfgs=self._lbfgs, lr=float(self.lr), lr_final=self.lr_final, loss=self.loss, p=float(self.p),
+                    dtype=str(self.dtype), seed=self._seed, target=self.target_rms,
+                    schedule=None if self._phases is None else [[str(ph) for ph in phs] for phs in self._phases])
 
     def _normalize(self, x: np.ndarray) -> np.ndarray:
         return -1.0 + 2.0 * (x - self.lo_) / (self.hi_ - self.lo_)
@@ -636,6 +640,7 @@ class SIMultistageRegressor:
             lo, hi: the domain, a number or one per axis; the right end is excluded
                 from the grid. Inputs are mapped to [-1, 1) for the SI initialization.
         """
+        self._validate()
         u = _grid_values(u)
         if u.ndim > 2:
             raise ValueError(f"SIMultistageRegressor supports 1D and 2D grids, got shape {u.shape}")
@@ -648,7 +653,7 @@ class SIMultistageRegressor:
         axes = [-1.0 + 2.0 * np.arange(n) / n for n in u.shape]
         xn = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
         self._u = u
-        xt = torch.as_tensor(xn, dtype=self.dtype, device=self.device)
+        xt = torch.as_tensor(xn, dtype=self.dtype, device=self._device)
         self.stages_: list[SIStageRecord] = []
         self.networks_: list[SINetwork] = []
         self._train_parts: list[np.ndarray] = []  # eps_j u_j on the grid, normalized units
@@ -656,38 +661,32 @@ class SIMultistageRegressor:
         key = self._checkpoint_key(un)
         self._resume(key, xt)
         t_fit = time.perf_counter()
-        for n in range(len(self.stages_), self.n_stages):
+        for n in range(len(self.stages_), self._n):
             residue = un - self._train_pred
             eps = float(np.sqrt(np.mean(residue ** 2)))
             if eps == 0.0 or (n > 0 and self.target_rms is not None and eps <= self.target_rms):
                 break
             target_grid = (residue / eps).reshape(u.shape)
             all_modes = spectral_modes(target_grid)
-            n_f = min(self.n_features[n], len(all_modes))
+            n_f = min(self._n_features[n], len(all_modes))
             modes = all_modes.top(n_f)
-            net = SINetwork(modes, self.widths, seed=self.seed + n, dtype=self.dtype, device=self.device,
-                            max_chunk_elements=self.max_chunk_elements)
-            target = torch.as_tensor(residue / eps, dtype=self.dtype, device=self.device)
-            steps = self.adam_steps[n]
-            sched = None
-            if self.lr_final is not None and self.lr_final < self.lr and steps > 1:
-                ratio = self.lr_final / self.lr
-                sched = lambda i, r=ratio, s=steps: r ** (i / (s - 1))  # noqa: E731
+            net = SINetwork(modes, self._widths, seed=self._seed + n, dtype=self.dtype, device=self._device,
+                            max_chunk_elements=self._chunk)
+            target = torch.as_tensor(residue / eps, dtype=self.dtype, device=self._device)
+            steps = self._adam[n]
             target_loss = None
             if self.target_rms is not None:
                 t = self.target_rms / eps
                 target_loss = t * t if self.loss == "mse" else t
-            desc = f"SI stage {n + 1}/{self.n_stages}"
+            desc = f"SI stage {n + 1}/{self._n}"
             reports = []
-            if self.schedule is None:
+            if self._phases is None:
                 hist: TrainHistory = train(
-                    net, self._loss_fn(net, xt, target), adam_steps=steps, lbfgs_steps=self.lbfgs_steps[n],
-                    lr=self.lr, lr_schedule=sched, target_loss=target_loss, progress=show_progress(self.progress),
-                    desc=desc)
+                    net, self._loss_fn(net, xt, target), adam_steps=steps, lbfgs_steps=self._lbfgs[n],
+                    lr=self.lr, lr_schedule=self._annealing(steps), target_loss=target_loss,
+                    progress=show_progress(self.progress), desc=desc)
             else:
-                phases = schedule_for(self.schedule, n, adam_steps=steps, lbfgs_steps=self.lbfgs_steps[n],
-                                      n_stages=self.n_stages)
-                hist, reports = self._run_phases(net, xt, target, phases, target_loss, desc)
+                hist, reports = self._run_phases(net, xt, target, self._phases[n], target_loss, desc)
             with torch.no_grad():
                 part = eps * net(xt).to(torch.float64).cpu().numpy()
             self._train_parts.append(part)
@@ -695,7 +694,7 @@ class SIMultistageRegressor:
             rms_after = float(np.sqrt(np.mean((un - self._train_pred) ** 2)))
             rec = SIStageRecord(
                 index=n, eps=eps, eps_data=eps * self.eps0_, n_features=n_f,
-                top_modes=[float(v) for v in np.linalg.norm(modes.k[:5], axis=1)], widths=self.widths,
+                top_modes=[float(v) for v in np.linalg.norm(modes.k[:5], axis=1)], widths=self._widths,
                 loss=self.loss, adam_steps=hist.adam_steps, lbfgs_iterations=hist.lbfgs_iterations,
                 lbfgs_evaluations=hist.lbfgs_evaluations, final_loss=float(np.sum(hist.final_loss)),
                 loss_history=hist.loss, rms_after=rms_after, seconds=hist.seconds, stopped=hist.stopped,
@@ -712,7 +711,7 @@ class SIMultistageRegressor:
     # --------------------------------------------------------------- predict
     def _check_fitted(self):
         if not getattr(self, "networks_", None):
-            raise RuntimeError("this SIMultistageRegressor is not fitted yet: call fit(u) first")
+            raise NotFittedError("this SIMultistageRegressor is not fitted yet: call fit(u) first")
 
     def predict_stages(self, x) -> np.ndarray:
         """Each stage's contribution eps_j u_j at points x (M, d) in the original
@@ -768,35 +767,23 @@ class SIMultistageRegressor:
 
     # ------------------------------------------------------------ checkpoint
     def _checkpoint_key(self, un) -> str:
-        h = hashlib.sha256()
-        h.update(np.ascontiguousarray(un).tobytes())
-        h.update(json.dumps([self.lo_.tolist(), self.hi_.tolist(), list(self.grid_shape_)]).encode())
-        h.update(json.dumps(self._settings(), sort_keys=True, default=str).encode())
-        return h.hexdigest()
+        grid = np.array(self.lo_.tolist() + self.hi_.tolist() + list(self.grid_shape_), dtype=np.float64)
+        return settings_key(self._settings(), un, grid)
 
     def _save_checkpoint(self, key: str) -> None:
-        if not self.checkpoint:
-            return
-        os.makedirs(os.path.dirname(os.path.abspath(self.checkpoint)), exist_ok=True)
-        tmp = self.checkpoint + ".tmp"
-        torch.save({"key": key, "stages": [asdict(r) for r in self.stages_],
-                    "states": [{k: v.cpu() for k, v in net.state_dict().items()} for net in self.networks_]}, tmp)
-        os.replace(tmp, self.checkpoint)
+        self._ckpt.save(key, {"stages": [asdict(r) for r in self.stages_], "states": states(self.networks_)})
 
     def _resume(self, key: str, xt: torch.Tensor) -> None:
-        if not self.checkpoint or not os.path.exists(self.checkpoint):
-            return
-        ck = torch.load(self.checkpoint, weights_only=False)
-        if ck.get("key") != key:
-            warnings.warn(f"checkpoint {self.checkpoint} is for other data or settings: ignored", stacklevel=3)
+        ck = self._ckpt.load(key)
+        if ck is None:
             return
         d = xt.shape[1]
         for rec_d, state in zip(ck["stages"], ck["states"]):
             rec = SIStageRecord(**rec_d)
             n_f = rec.n_features
             dummy = SpectralModes(np.zeros((n_f, d)), np.zeros(n_f), np.zeros(n_f), np.zeros(n_f), self.grid_shape_)
-            net = SINetwork(dummy, tuple(rec.widths), seed=self.seed + rec.index, dtype=self.dtype,
-                            device=self.device, max_chunk_elements=self.max_chunk_elements)
+            net = SINetwork(dummy, tuple(rec.widths), seed=self._seed + rec.index, dtype=self.dtype,
+                            device=self._device, max_chunk_elements=self._chunk)
             net.load_state_dict(state)
             with torch.no_grad():
                 part = rec.eps * net(xt).to(torch.float64).cpu().numpy()
@@ -805,4 +792,4 @@ class SIMultistageRegressor:
             self.stages_.append(rec)
             self.networks_.append(net)
         if self.verbose:
-            print(f"resumed {len(self.stages_)} stage(s) from {self.checkpoint}", flush=True)
+            print(f"resumed {len(self.stages_)} stage(s) from {self._ckpt.path}", flush=True)

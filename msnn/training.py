@@ -27,6 +27,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ._common import count
+
 __all__ = ["TrainHistory", "train", "show_progress", "Phase", "parse_schedule", "SCHEDULES"]
 
 
@@ -70,11 +72,7 @@ class TrainHistory:
 
 
 def _check_steps(name: str, n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {n!r}")
-    if n < 0:
-        raise ValueError(f"{name} must be >= 0, got {n}")
-    return int(n)
+    return count(n, name)
 
 
 def train(

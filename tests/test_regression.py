@@ -89,12 +89,23 @@ def test_float32_allowed_with_warning():
     assert reg.networks_[0].dtype == torch.float32 and reg.predict(X).dtype == np.float64
 
 
-def test_checkpoint_resume(tmp_path):
+def _no_training(*args, **kwargs):
+    raise AssertionError("a stage was trained again instead of being resumed")
+
+
+def test_checkpoint_resume(tmp_path, monkeypatch):
+    import msnn.regression as R
+
     ck = tmp_path / "ck.pt"
     a = MultistageRegressor(n_stages=2, adam_steps=30, lbfgs_steps=30, progress=False, checkpoint=ck).fit(X, Y)
+    monkeypatch.setattr(R, "train", _no_training)
+    monkeypatch.setattr(R, "run_phases", _no_training)
     b = MultistageRegressor(n_stages=2, adam_steps=30, lbfgs_steps=30, progress=False, checkpoint=ck).fit(X, Y)
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
-    assert b.fit_seconds_ < 5 * max(a.fit_seconds_, 0.01)
+    assert [s.final_loss for s in a.stages_] == [s.final_loss for s in b.stages_]
+    # other settings: the checkpoint is not used (and says so), and training runs
+    with pytest.warns(UserWarning, match="other data or settings"), pytest.raises(AssertionError, match="trained again"):
+        MultistageRegressor(n_stages=2, adam_steps=31, lbfgs_steps=30, progress=False, checkpoint=ck).fit(X, Y)
 
 
 @pytest.mark.parametrize("kw,msg", [
@@ -102,7 +113,7 @@ def test_checkpoint_resume(tmp_path):
     (dict(n_stages=1.5), "n_stages"),
     (dict(adam_steps=-1), "adam_steps"),
     (dict(lbfgs_steps=-5), "lbfgs_steps"),
-    (dict(n_stages=2, adam_steps=[1, 2, 3]), "adam_steps has 3 values"),
+    (dict(n_stages=2, adam_steps=[1, 2, 3]), "adam_steps needs 1 or n_stages = 2 values, got 3"),
     (dict(lr=0), "lr"),
     (dict(dtype=torch.float16), "dtype"),
     (dict(device="tpu"), "device"),
@@ -127,7 +138,10 @@ def test_bad_data(x, y, msg):
 
 
 def test_predict_before_fit_and_wrong_features(two_stage):
-    with pytest.raises(RuntimeError, match="not fitted"):
+    from msnn._common import NotFittedError
+
+    with pytest.raises(NotFittedError, match="not fitted"):
         MultistageRegressor().predict(X)
+    assert issubclass(NotFittedError, ValueError) and issubclass(NotFittedError, AttributeError)
     with pytest.raises(ValueError, match="features"):
         two_stage.predict(np.zeros((3, 2)))

@@ -121,15 +121,25 @@ def test_si_regressor_bookkeeping(two_si_stages):
     assert len(s1.loss_history) == s1.adam_steps + s1.lbfgs_evaluations
 
 
-def test_si_regressor_resumes_from_its_checkpoint(tmp_path):
+def test_si_regressor_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     X, Y = periodic_grid(12)
     u = si_target_2d(X, Y)
     kw = dict(n_stages=2, n_features=20, widths=(6,), adam_steps=30, lbfgs_steps=0, seed=1, progress=False)
     ck = tmp_path / "si.pt"
     a = SIMultistageRegressor(**kw, checkpoint=ck).fit(u)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a stage was trained again instead of being resumed")
+
+    import msnn.si as si_module
+
+    monkeypatch.setattr(si_module, "train", no_training)
+    monkeypatch.setattr(SIMultistageRegressor, "_run_phases", no_training)
     b = SIMultistageRegressor(**kw, checkpoint=ck).fit(u)  # nothing left to train
-    assert b.fit_seconds_ < a.fit_seconds_ + 1.0
     np.testing.assert_array_equal(a.residue(), b.residue())
+    assert [s.final_loss for s in a.stages_] == [s.final_loss for s in b.stages_]
+    with pytest.warns(UserWarning, match="other data or settings"), pytest.raises(AssertionError, match="trained again"):
+        SIMultistageRegressor(**(kw | dict(adam_steps=31)), checkpoint=ck).fit(u)
 
 
 def test_count_primary_modes():
