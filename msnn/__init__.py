@@ -5,7 +5,7 @@ of machine precision" (J. Comput. Phys. 2024) and Ng, Wang & Lai,
 "Spectrum-informed multistage neural network" (2024).
 """
 from .burgers import BurgersSolution, exact_profile, train_burgers
-from .claims import Claim, ClaimTable
+from .book.claims import Claim, ClaimTable
 from .ensemble import EnsembleFit, fit_ensemble
 from .multistage_pinn import MultistagePINN, PINNStageRecord
 from .networks import FourierFeatureNetwork, StageNetwork, kappa_from_hat, xavier_std

@@ -1,9 +1,12 @@
 """The book's command line: one-line reasons and non-zero exits for bad input."""
 import os
+import subprocess
+import sys
 
 import pytest
 
 from msnn import book
+from msnn.book.cli import tidy_executed
 
 CHAPTER = """---
 jupytext:
@@ -128,7 +131,7 @@ def test_default_warning_text_loses_its_path():
     import nbformat
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[nbformat.from_dict(nb_out)])])
-    book.tidy_executed(nb)
+    tidy_executed(nb)
     assert nb.cells[0].outputs[0]["text"] == "SparseDataWarning: stage 2: too few points\nnext\n"
 
 
@@ -147,3 +150,22 @@ def test_list_shows_profile_device_date_wall_and_counts(root, capsys):
     assert out[1].split() == ["01-a", "full", "cpu", "2026-12-01", "17:50", "UTC", "17", "min", "58", "s",
                               "2", "1", "1"]
     assert out[2].split() == ["02-b", "not", "executed"]
+
+
+def test_python_m_msnn_book_shows_its_commands():
+    out = subprocess.run([sys.executable, "-m", "msnn.book", "--help"], capture_output=True, text=True, check=True)
+    for command in ("run", "build", "list", "scorecard", "wheels"):
+        assert command in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "msnn.book", "fly"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice: 'fly'" in bad.stderr
+
+
+def test_chapters_import_what_they_always_did():
+    """A chapter's first cell imports ``msnn.book`` and ``msnn.claims``; both stay where they were."""
+    import msnn.claims
+    from msnn.book import chapter_context, checkpoint_path
+    from msnn.book import claims
+
+    assert callable(chapter_context) and callable(checkpoint_path)
+    assert msnn.claims.at_most is claims.at_most and msnn.claims.ClaimTable is claims.ClaimTable
+    assert set(msnn.claims.__all__) == set(claims.__all__)

@@ -68,3 +68,18 @@ def test_rendered_page_has_claims(src):
         claims = json.load(fh)
     assert claims["claims"], "no claims recorded"
     assert all(c["verdict"] in ("PASS", "FAIL", "REPORT") for c in claims["claims"])
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: os.path.basename(p))
+def test_front_matter_survives_a_save_from_jupyterlab(src, tmp_path):
+    """What a chapter reproduces (its front matter's ``msnn`` block, the landing page's chapter map)
+    is kept when jupytext writes the notebook back to markdown, as JupyterLab does on save."""
+    from msnn.book.chapters import front_matter, read_chapter
+
+    meta = front_matter(src).get("msnn")
+    if meta is None:
+        pytest.skip("no msnn block in the front matter")
+    saved = tmp_path / os.path.basename(src)
+    jupytext.write(jupytext.read(src), str(saved), fmt="md:myst")
+    assert front_matter(str(saved)).get("msnn") == meta, "add `notebook_metadata_filter: msnn` under `jupytext:`"
+    assert read_chapter(str(saved)).title == read_chapter(src).title

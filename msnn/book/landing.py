@@ -2,7 +2,7 @@
 
 Run once, from the repository root, to regenerate the committed PNG::
 
-    python -m msnn._landing_figure book/figures/multistage.png
+    python -m msnn.book.landing book/figures/multistage.png
 
 It fits four stages to the target of eq. (2.2) with short budgets (minutes on a
 laptop CPU) and draws (a) the normalized residue e_n / eps_n that stage n + 1 is
@@ -15,9 +15,9 @@ import sys
 
 import numpy as np
 
-from . import plotting as mp
-from .problems import eq_2_2, uniform_grid
-from .regression import MultistageRegressor
+from .. import plotting as mp
+from ..problems import eq_2_2, uniform_grid
+from ..regression import MultistageRegressor
 
 SETTINGS = dict(n_stages=4, widths=[(20,) * 3, (20,) * 3, (30,) * 3, (30,) * 3],
                 adam_steps=[500, 500, 500, 500], lbfgs_steps=[4000, 6000, 8000, 8000], seed=0)

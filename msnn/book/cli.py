@@ -1,11 +1,13 @@
-"""The book's command line: execute chapters, build the HTML, fetch wheels for offline GPU nodes.
+"""The book's command line: execute chapters, build the HTML, regenerate the landing page's
+scorecard, fetch wheels for offline GPU nodes.
 
 Usage (from the repository root)::
 
     python -m msnn.book run [--profile quick|full|paper] [--device auto|cpu|cuda] [CHAPTER ...]
     python -m msnn.book build
-    python -m msnn.book wheels DIR [--python-version 3.12]
     python -m msnn.book list
+    python -m msnn.book scorecard [--check]
+    python -m msnn.book wheels DIR [--python-version 3.12]
 
 ``run`` converts each chapter source ``book/NN-slug.md`` (a MyST markdown notebook)
 to a notebook with jupytext, executes it with papermill (the ``parameters`` cell
@@ -15,8 +17,9 @@ receives ``profile``, ``device`` and ``seed``) and writes the executed notebook
 nbval reference ``tests/notebooks/NN-slug.ipynb``. A failing chapter keeps its
 partial notebook in ``book/_failed/`` and never replaces the last good page.
 
-The helpers :func:`chapter_context` and :func:`checkpoint_path` are what the
-chapters themselves call.
+``scorecard`` rewrites the landing page's generated pages ``book/_generated/`` (see
+:mod:`msnn.book.scorecard`); with ``--check`` it writes nothing and exits 1 if they
+are stale. ``run`` and ``build`` regenerate them too.
 """
 from __future__ import annotations
 
@@ -29,86 +32,22 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
-from dataclasses import dataclass
 
-__all__ = ["PROFILES", "chapter_context", "checkpoint_path", "show_warning", "tidy_executed", "main",
-           "ChapterContext"]
+from .chapters import chapter_sources
+from .context import CHECKPOINT_ENV, PROFILES
 
-PROFILES = ("quick", "full", "paper")
-CHECKPOINT_ENV = "MSNN_CHECKPOINT_DIR"
+__all__ = ["BookError", "tidy_executed", "main"]
+
 EXEC_STACK = ("papermill", "nbclient", "ipykernel", "jupytext", "nbformat")
 
 
-# --------------------------------------------------------------------- in chapters
-@dataclass
-class ChapterContext:
-    """What a chapter knows about its run: profile, torch device, seed, claims table."""
-
-    chapter: str
-    profile: str
-    device: "object"
-    seed: int
-    claims: "object"
-
-    def pick(self, settings: dict) -> dict:
-        """The settings of this run's profile from ``{"quick": {...}, "full": {...}}``.
-
-        A ``paper`` run falls back to ``full`` where a chapter has no separate paper level.
-        """
-        if self.profile in settings:
-            return settings[self.profile]
-        if self.profile == "paper" and "full" in settings:
-            return settings["full"]
-        raise ValueError(f"chapter {self.chapter} has no settings for profile {self.profile!r}")
-
-
-def chapter_context(chapter: str, profile: str, device: str = "auto", seed: int = 0) -> ChapterContext:
-    """Validate a chapter's parameters and return its :class:`ChapterContext`.
-
-    ``device="auto"`` picks CUDA when a GPU is visible, else the CPU. On the CPU the
-    chapter's torch runs on one thread: the papers' networks are far too small to
-    gain from more, and on a shared machine extra threads that wait on each other
-    make steps ten times slower. (This is the book's setting for its own chapters;
-    the ``msnn`` library itself never changes torch's global defaults.)
-
-    Warnings are shown as ``Category: message``, without the file and line of the
-    kernel's temporary copy of the cell (a path that means nothing to a reader).
-    """
-    import torch
-
-    from .claims import ClaimTable
-    from .regression import _resolve_device
-
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
-    dev = _resolve_device(device)
-    warnings.showwarning = show_warning
-    if dev.type == "cpu":
-        torch.set_num_threads(1)
-    torch.manual_seed(seed)
-    return ChapterContext(chapter, profile, dev, int(seed), ClaimTable(chapter, profile, dev.type))
-
-
-def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Write a warning as ``Category: message`` (the ``warnings.showwarning`` of chapters).
-
-    The default shows where the warning was raised, which in a notebook is a file of
-    the kernel's temporary folder followed by the line of the cell.
-    """
-    out = sys.stderr if file is None else file
-    try:
-        out.write(f"{category.__name__}: {message}\n")
-    except (AttributeError, OSError):  # no stream to write to (as the default does)
-        pass
-
-
+# ------------------------------------------------------------ the executed page
 _SHOWN_WARNING = re.compile(r"^\S+\.py:\d+: (\w+): (.*)\n(?:  .*\n)?", re.M)
 
 
 def _strip_warning_paths(text: str) -> str:
     """Python's default warning text (``path.py:7: Category: message`` and the source line) as
-    :func:`show_warning` writes it."""
+    :func:`~msnn.book.context.show_warning` writes it."""
     return _SHOWN_WARNING.sub(r"\1: \2\n", text)
 
 
@@ -119,7 +58,7 @@ def tidy_executed(nb) -> None:
       the source's defaults are hidden (tag ``remove-cell``) so that the page shows
       one parameters cell, the values this page was executed with;
     * warnings written to stderr with Python's default format lose the file and line
-      (a kernel's temporary path), as :func:`show_warning` writes them.
+      (a kernel's temporary path), as :func:`~msnn.book.context.show_warning` writes them.
     """
     injected = any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
     for cell in nb.cells:
@@ -131,16 +70,6 @@ def tidy_executed(nb) -> None:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
                 out["text"] = _strip_warning_paths("".join(out["text"]))
-
-
-def checkpoint_path(name: str) -> str | None:
-    """Where a long stage saves its checkpoint: a file under $MSNN_CHECKPOINT_DIR, which the
-    ``run`` command sets for ``full`` and ``paper`` runs; None (no checkpoint) otherwise."""
-    d = os.environ.get(CHECKPOINT_ENV)
-    if not d:
-        return None
-    os.makedirs(d, exist_ok=True)
-    return os.path.join(d, f"{name}.pt")
 
 
 # ------------------------------------------------------------------------ the CLI
@@ -159,16 +88,8 @@ def _root() -> str:
         d = parent
 
 
-def chapters(root: str) -> dict[str, str]:
-    """Chapter slug -> source path, for every ``book/NN-slug.md``."""
-    out = {}
-    for p in sorted(glob.glob(os.path.join(root, "book", "[0-9][0-9]-*.md"))):
-        out[os.path.basename(p)[:-3]] = p
-    return out
-
-
 def _select(root: str, names: list[str]) -> list[str]:
-    avail = chapters(root)
+    avail = chapter_sources(root)
     if not names:
         return list(avail)
     picked = []
@@ -195,7 +116,7 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
     import nbformat
     import papermill as pm
 
-    src = chapters(root)[slug]
+    src = chapter_sources(root)[slug]
     nb = _read_source(src)
     work = os.path.join(root, "book", "_runs")
     os.makedirs(work, exist_ok=True)
@@ -269,14 +190,12 @@ def cmd_run(args) -> int:
             raise BookError(f"--device {args.device} asked for, but no GPU is visible to torch")
     picked = _select(root, args.chapters)
     for slug in picked:  # fail early on a malformed source, before hours of running
-        _read_source(chapters(root)[slug])
+        _read_source(chapter_sources(root)[slug])
     rows = []
     for i, slug in enumerate(picked, 1):
         print(f"[{i}/{len(picked)}] {slug} ({args.profile}, device {args.device})", flush=True)
         rows.append(_run_one(root, slug, args.profile, args.device, args.seed, args.reference))
-    from . import scorecard
-
-    scorecard.write(root)  # the landing page's scorecard follows the new claims
+    _write_scorecard(root)  # the landing page's scorecard follows the new claims
     print("\nchapter                         profile  device      wall    pass fail report")
     for r in rows:
         c = r["counts"]
@@ -286,10 +205,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from . import scorecard
-
     root = _root()
-    for path in scorecard.write(root):  # the landing page's chapter map and scorecard, from the claims
+    for path in _write_scorecard(root):  # the landing page's chapter map and scorecard, from the claims
         print(f"updated {os.path.relpath(path, root)}", flush=True)
     # The jupyter-book next to this interpreter (a virtual environment that is not activated), else on PATH.
     here = os.path.join(os.path.dirname(sys.executable), "jupyter-book")
@@ -301,6 +218,33 @@ def cmd_build(args) -> int:
         cmd.append("--all")
     print(" ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=root)
+
+
+def _write_scorecard(root: str) -> list[str]:
+    """The landing page's generated pages, rewritten; a malformed chapter or claims file is a BookError."""
+    from . import scorecard
+
+    try:
+        return scorecard.write(root)
+    except ValueError as exc:
+        raise BookError(str(exc)) from None
+
+
+def cmd_scorecard(args) -> int:
+    from . import scorecard
+
+    root = _root()
+    if args.check:
+        try:
+            bad = scorecard.stale(root)
+        except ValueError as exc:
+            raise BookError(str(exc)) from None
+        for p in bad:
+            print(f"stale: {os.path.relpath(p, root)} (run python -m msnn.book scorecard)", file=sys.stderr)
+        return 1 if bad else 0
+    for p in _write_scorecard(root):
+        print(f"wrote {os.path.relpath(p, root)}")
+    return 0
 
 
 def cmd_wheels(args) -> int:
@@ -333,7 +277,7 @@ def cmd_list(args) -> int:
     root = _root()
     print(f"{'chapter':<26} {'profile':<8} {'device':<7} {'finished':<20} {'wall':>12} "
           f"{'PASS':>5} {'FAIL':>5} {'REPORT':>6}")
-    for slug in chapters(root):
+    for slug in chapter_sources(root):
         cj = os.path.join(root, "book", f"{slug}.claims.json")
         if not os.path.exists(cj):
             print(f"{slug:<26} not executed")
@@ -371,13 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     ls = sub.add_parser("list", help="chapters and their last execution: profile, device, date, wall time, "
                                      "PASS / FAIL / REPORT counts")
     ls.set_defaults(fn=cmd_list)
+    sc = sub.add_parser("scorecard", help="rewrite the landing page's chapter map, scorecard and headline "
+                                          "results (book/_generated/) from the chapters and their claims")
+    sc.add_argument("--check", action="store_true", help="write nothing; exit 1 if they are stale")
+    sc.set_defaults(fn=cmd_scorecard)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)
     except BookError as exc:
         print(f"msnn-book: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

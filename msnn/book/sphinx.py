@@ -1,6 +1,6 @@
 """A Sphinx extension for the book's API page: docstrings read as their authors meant them.
 
-Two things, enabled in ``_config.yml`` (``sphinx.extra_extensions``):
+Enabled in ``_config.yml`` (``sphinx.extra_extensions``: ``msnn.book.sphinx``):
 
 * msnn's docstrings write the magnitude of a quantity the mathematician's way,
   ``|k_x|`` or ``|e_n|``. In reStructuredText that is a substitution reference and

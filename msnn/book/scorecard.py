@@ -1,8 +1,11 @@
-"""The landing page's chapter map and reproduction scorecard, generated from the claims files.
+"""The landing page's chapter map and reproduction scorecard, generated from the chapters and
+their claims files.
 
 Every executed chapter leaves its claims in ``book/NN-slug.claims.json`` (see
-:mod:`msnn.claims` and the book's ``run`` command). This module turns those files
-into two MyST markdown fragments that the landing page includes:
+:mod:`msnn.book.claims` and the book's ``run`` command). This module turns those
+files, with what each chapter's front matter says it reproduces (see
+:mod:`msnn.book.chapters`), into MyST markdown fragments that the landing page
+includes, and a figure:
 
 * ``book/_generated/chapters.md``: the map from chapters to the papers' sections,
   figures and algorithms, with a link for every chapter the table of contents holds
@@ -18,18 +21,17 @@ into two MyST markdown fragments that the landing page includes:
   claim of every chapter against the paper's value on a log scale, drawn from the
   numbers in ``book/_generated/headlines.json``.
 
-The fragments depend only on the claims files and ``_toc.yml`` (no clock, no
-machine), so they are committed and a test checks that they are current (the
-figure through its data file, which is rewritten, and the figure redrawn, whenever
-the numbers change). The
-book's ``build`` command regenerates them before it calls Jupyter Book; by hand::
+The fragments depend only on the chapter sources, the claims files and ``_toc.yml``
+(no clock, no machine), so they are committed and a test checks that they are
+current (the figure through its data file, which is rewritten, and the figure
+redrawn, whenever the numbers change). The book's ``build`` and ``run`` commands
+regenerate them; by hand::
 
-    python -m msnn.scorecard          # rewrite book/_generated/*.md
-    python -m msnn.scorecard --check  # exit 1 if they are stale
+    python -m msnn.book scorecard          # rewrite book/_generated/
+    python -m msnn.book scorecard --check  # exit 1 if they are stale
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -37,57 +39,12 @@ import re
 import sys
 from dataclasses import dataclass
 
-__all__ = ["PLAN", "PlannedChapter", "HEADLINES", "Headline", "MACHINE_PRECISION", "load_claims", "headline_points",
-           "best_headlines", "render_chapter_map", "render_scorecard", "render_status", "draw_headlines", "write",
-           "main"]
+from .chapters import read_chapter, read_chapters, toc_documents
+
+__all__ = ["HEADLINES", "Headline", "MACHINE_PRECISION", "load_claims", "headline_points", "best_headlines",
+           "render_chapter_map", "render_scorecard", "render_status", "draw_headlines", "write", "stale"]
 
 GENERATED = os.path.join("book", "_generated")
-MAIN = "Wang & Lai (2024)"
-SI = "Ng, Wang & Lai (2024)"
-BEYOND = "beyond the papers"
-
-
-@dataclass(frozen=True)
-class PlannedChapter:
-    """One chapter of the book and the part of the papers it reproduces.
-
-    Attributes:
-        number: two-digit chapter number, the prefix of its file ``book/NN-slug``.
-        topic: a few words, shown for a chapter that is not in the book yet.
-        paper: which paper.
-        sections: the paper's sections and appendices.
-        figures: the paper's figures.
-        algorithm: the paper's algorithm, if the chapter implements one.
-    """
-
-    number: str
-    topic: str
-    paper: str
-    sections: str
-    figures: str
-    algorithm: str = ""
-
-
-#: The chapters of the book, in order, with what each reproduces.
-PLAN: tuple[PlannedChapter, ...] = (
-    PlannedChapter("01", "Limits of single-stage training: the plateau", MAIN, "Sec. 2.1, App. A-B",
-                   "Figs. 1(a,b,d), 15, 16"),
-    PlannedChapter("02", "Spectral bias and the first-layer fix", MAIN, "Sec. 2.2.2, eq. 2.7", "Figs. 2, 3"),
-    PlannedChapter("03", "Criteria for the scale factor", MAIN, "Sec. 2.2, eq. 2.8-2.10", "Fig. 4"),
-    PlannedChapter("04", "Multi-stage regression", MAIN, "Sec. 2.3, eq. 2.11-2.12", "Figs. 1, 5, 6",
-                   "Algorithm 1"),
-    PlannedChapter("05", "From equation residue to error", MAIN, "Sec. 3.1, eq. 3.3-3.28", "Figs. 7, 8",
-                   "Algorithm 2"),
-    PlannedChapter("06", "The equation weight and other PINN settings", MAIN, "Sec. 3.2-3.3, eq. 3.29-3.40",
-                   "Figs. 9, 10", "Algorithm 3"),
-    PlannedChapter("07", "Multi-stage PINNs", MAIN, "Sec. 3.4-3.5", "Figs. 11-13", "Algorithm 4"),
-    PlannedChapter("08", "Self-similar Burgers: a forward-inverse problem", MAIN, "Sec. 4, App. D",
-                   "Figs. 14, 17"),
-    PlannedChapter("09", "Spectrum-informed initialization (SI-MSNN)", SI, "Sec. 2-3", "Fig. 1", "Algorithm 1"),
-    PlannedChapter("10", "SI-MSNN on 2D decaying turbulence", SI, "Sec. 4", "Figs. 2, 3"),
-    PlannedChapter("11", "Beyond the papers: solving the linear part exactly", BEYOND,
-                   "exact output layer, variable projection (LSGD, seed 003)", "Figs. 1, 5, 11 revisited"),
-)
 
 #: float64's machine epsilon, 2**-52.
 EPS64 = sys.float_info.epsilon
@@ -170,16 +127,6 @@ def load_claims(root: str) -> dict[str, dict]:
     return out
 
 
-def toc_documents(root: str) -> set[str]:
-    """The documents the table of contents ``_toc.yml`` names (``book/04-regression`` ...)."""
-    path = os.path.join(root, "_toc.yml")
-    if not os.path.exists(path):
-        return set()
-    with open(path) as fh:
-        text = fh.read()
-    return {re.sub(r"\.(md|ipynb)$", "", m) for m in re.findall(r"(?:file|root):\s*([^\s#]+)", text)}
-
-
 def _counts(data: dict) -> dict:
     n = {"PASS": 0, "FAIL": 0, "REPORT": 0}
     for c in data["claims"]:
@@ -195,46 +142,39 @@ def _chapter_link(slug: str, docs: set[str], text: str | None = None) -> str:
 
 
 def _title(root: str, slug: str) -> str:
-    """The chapter's title: the first level-1 heading of its source ``book/NN-slug.md``."""
+    """The chapter's title, ``4. Algorithm 1: ...``, from its source ``book/NN-slug.md`` (else the slug)."""
     path = os.path.join(root, "book", f"{slug}.md")
     if os.path.exists(path):
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith("# "):
-                    return f"{int(slug[:2])}. {line[2:].strip()}"
+        return f"{int(slug[:2])}. {read_chapter(path).title}"
     return slug
 
 
-def _in_book(number: str, docs: set[str]) -> str | None:
-    hits = sorted(d for d in docs if re.fullmatch(rf"book/{number}-[\w-]+", d))
-    return hits[0] if hits else None
-
-
 def render_chapter_map(root: str) -> str:
-    """The chapter map: each planned chapter, what it reproduces, and its claim counts."""
+    """The chapter map: each chapter of ``book/``, what it reproduces (from its front matter, see
+    :mod:`msnn.book.chapters`), and its claim counts; linked when the table of contents names it."""
     docs = toc_documents(root)
     claims = load_claims(root)
     lines = [
-        "<!-- Generated by msnn.scorecard from _toc.yml and book/*.claims.json: do not edit. -->",
+        "<!-- Generated by msnn.book.scorecard from _toc.yml, the chapters' front matter and book/*.claims.json:"
+        " do not edit. -->",
         "",
         "| # | chapter | reproduces | claims |",
         "| --- | --- | --- | --- |",
     ]
-    for ch in PLAN:
-        doc = _in_book(ch.number, docs)
-        slug = doc.split("/", 1)[1] if doc else None
-        title = f"{{doc}}`/{doc}`" if doc else f"{_md(ch.topic)} *(planned)*"
+    for ch in read_chapters(root):
+        doc = f"book/{ch.slug}"
+        title = f"{{doc}}`/{doc}`" if doc in docs else f"{_md(ch.title)} *(not in the table of contents)*"
         what = "; ".join(_md(p) for p in (ch.sections, ch.figures, ch.algorithm) if p)
-        if ch.paper == SI:
+        if ch.paper == "si":
             what = f"SI paper: {what}"
-        elif ch.paper == BEYOND:
+        elif ch.paper == "beyond":
             what = f"beyond the papers: {what}"
-        if slug in claims:
-            n = _counts(claims[slug])
+        if ch.slug in claims:
+            n = _counts(claims[ch.slug])
             score = f"{n['PASS']} pass, {n['FAIL']} fail, {n['REPORT']} reported"
         else:
             score = "-"
-        lines.append(f"| {int(ch.number)} | {title} | {what} | {score} |")
+        lines.append(f"| {int(ch.number)} | {title} | {what or '-'} | {score} |")
     return "\n".join(lines) + "\n"
 
 
@@ -242,7 +182,7 @@ def render_scorecard(root: str) -> str:
     """The scorecard: totals per chapter, where each ran, then every claim of every chapter."""
     docs = toc_documents(root)
     claims = load_claims(root)
-    out = ["<!-- Generated by msnn.scorecard from book/*.claims.json: do not edit. -->", ""]
+    out = ["<!-- Generated by msnn.book.scorecard from book/*.claims.json: do not edit. -->", ""]
     if not claims:
         out.append("No chapter has been executed yet, so there are no claims to show.")
         return "\n".join(out) + "\n"
@@ -383,7 +323,7 @@ def render_status(root: str) -> str:
     reached, and whether it is machine precision."""
     docs = toc_documents(root)
     best = best_headlines(load_claims(root))
-    out = ["<!-- Generated by msnn.scorecard from book/*.claims.json: do not edit. -->", ""]
+    out = ["<!-- Generated by msnn.book.scorecard from book/*.claims.json: do not edit. -->", ""]
     if not best:
         out.append("No chapter that measures a headline result has been executed yet.")
         return "\n".join(out) + "\n"
@@ -520,24 +460,3 @@ def stale(root: str) -> list[str]:
     if not os.path.exists(_figure(root)):
         out.append(_figure(root))
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m msnn.scorecard [--check] [--root DIR]``."""
-    ap = argparse.ArgumentParser(prog="python -m msnn.scorecard", description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default=".", help="repository root (default: current directory)")
-    ap.add_argument("--check", action="store_true", help="exit 1 if the generated pages are stale, write nothing")
-    args = ap.parse_args(argv)
-    root = os.path.abspath(args.root)
-    if args.check:
-        bad = stale(root)
-        for p in bad:
-            print(f"stale: {os.path.relpath(p, root)} (run python -m msnn.scorecard)", file=sys.stderr)
-        return 1 if bad else 0
-    for p in write(root):
-        print(f"wrote {os.path.relpath(p, root)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The book's chapters: which there are, and what each reproduces, read from the chapter itself.
+
+A chapter is one MyST markdown notebook, ``book/NN-slug.md`` (``NN`` its two-digit
+number). Its title is its first level-1 heading. What it reproduces of the papers is
+in its front matter, the YAML block between the ``---`` lines at the top of the file,
+under the key ``msnn``::
+
+    ---
+    jupytext:
+      notebook_metadata_filter: msnn   # jupytext keeps the block when JupyterLab saves the notebook
+      ...
+    kernelspec:
+      ...
+    msnn:
+      paper: main                # main, si or beyond (see PAPERS)
+      sections: Sec. 2.3, eq. 2.11-2.12
+      figures: Figs. 1, 5, 6
+      algorithm: Algorithm 1     # optional
+    ---
+
+The landing page's chapter map (:mod:`msnn.book.scorecard`) lists every chapter
+source, and links it when the table of contents ``_toc.yml`` names it. A new chapter
+is therefore this one file plus its line in ``_toc.yml``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass
+
+__all__ = ["PAPERS", "Chapter", "chapter_sources", "front_matter", "read_chapter", "read_chapters",
+           "toc_documents"]
+
+#: What the ``paper`` key of a chapter's front matter may say, and what it stands for.
+PAPERS = {
+    "main": "Wang & Lai (2024)",
+    "si": "Ng, Wang & Lai (2024)",
+    "beyond": "beyond the papers",
+}
+_FIELDS = ("paper", "sections", "figures", "algorithm")
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter of the book and the part of the papers it reproduces.
+
+    Attributes:
+        slug: the file name without extension, ``04-regression``.
+        path: the source ``book/NN-slug.md``.
+        title: its first level-1 heading.
+        paper: a key of :data:`PAPERS`, or None where the front matter has no ``msnn`` block.
+        sections: the paper's sections, equations and appendices.
+        figures: the paper's figures.
+        algorithm: the paper's algorithm, if the chapter implements one.
+    """
+
+    slug: str
+    path: str
+    title: str
+    paper: str | None = None
+    sections: str = ""
+    figures: str = ""
+    algorithm: str = ""
+
+    @property
+    def number(self) -> str:
+        """The two-digit chapter number, the prefix of the slug."""
+        return self.slug[:2]
+
+
+def chapter_sources(root: str) -> dict[str, str]:
+    """Chapter slug -> source path, for every ``book/NN-slug.md``, in the order of the numbers."""
+    out = {}
+    for p in sorted(glob.glob(os.path.join(root, "book", "[0-9][0-9]-*.md"))):
+        out[os.path.basename(p)[:-3]] = p
+    return out
+
+
+def front_matter(path: str) -> dict:
+    """The YAML front matter of a MyST file, as a dict (empty when the file has none)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    m = re.match(r"---[ \t]*\n(.*?\n)?---[ \t]*(\n|$)", text, flags=re.S)
+    if not m:
+        return {}
+    try:
+        data = yaml.safe_load(m.group(1) or "")
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: the front matter is not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the front matter is not a mapping")
+    return data
+
+
+def _title(path: str) -> str | None:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("# "):
+                return line[2:].strip()
+    return None
+
+
+def read_chapter(path: str) -> Chapter:
+    """A chapter source's :class:`Chapter`: its title and its front matter's ``msnn`` block.
+
+    Raises:
+        ValueError: naming the file, for an ``msnn`` block that is not a mapping, has a
+            key other than ``paper``, ``sections``, ``figures`` and ``algorithm``, lacks
+            ``paper``, names a paper not in :data:`PAPERS`, or gives a value that is not text.
+    """
+    slug = os.path.basename(path)[:-3]
+    title = _title(path) or slug
+    meta = front_matter(path).get("msnn")
+    if meta is None:
+        return Chapter(slug, path, title)
+    where = f"{path}: front matter 'msnn'"
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where} is not a mapping")
+    unknown = sorted(set(meta) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {unknown}; valid: {', '.join(_FIELDS)}")
+    if meta.get("paper") not in PAPERS:
+        raise ValueError(f"{where}: paper must be one of {', '.join(PAPERS)}, not {meta.get('paper')!r}")
+    for key in _FIELDS[1:]:
+        if not isinstance(meta.get(key, ""), str):
+            raise ValueError(f"{where}: {key} must be text, not {meta[key]!r}")
+    return Chapter(slug, path, title, **{k: meta[k] for k in _FIELDS if k in meta})
+
+
+def read_chapters(root: str) -> list[Chapter]:
+    """Every chapter of ``book/``, in the order of the numbers (see :func:`read_chapter`)."""
+    return [read_chapter(p) for p in chapter_sources(root).values()]
+
+
+def toc_documents(root: str) -> set[str]:
+    """The documents the table of contents ``_toc.yml`` names (``book/04-regression`` ...)."""
+    path = os.path.join(root, "_toc.yml")
+    if not os.path.exists(path):
+        return set()
+    with open(path) as fh:
+        text = fh.read()
+    return {re.sub(r"\.(md|ipynb)$", "", m) for m in re.findall(r"(?:file|root):\s*([^\s#]+)", text)}
