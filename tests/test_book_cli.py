@@ -10,6 +10,7 @@ from msnn.book.cli import tidy_executed
 
 CHAPTER = """---
 jupytext:
+  notebook_metadata_filter: msnn
   text_representation:
     extension: .md
     format_name: myst
@@ -18,6 +19,10 @@ kernelspec:
   display_name: Python 3
   language: python
   name: python3
+msnn:
+  paper: main
+  sections: Sec. 2.3
+  figures: Fig. 5
 ---
 
 # A chapter
@@ -94,6 +99,11 @@ def test_successful_run_writes_page_and_claims(root):
 
     claims = json.loads((root / "book" / "01-a.claims.json").read_text())
     assert claims["counts"]["PASS"] == 1 and claims["run"]["profile"] == "quick"
+    # the front matter's msnn block travels with the executed page (nothing reads it there)
+    import nbformat
+
+    page = nbformat.read(str(root / "book" / "01-a.ipynb"), as_version=4)
+    assert page.metadata["msnn"] == {"paper": "main", "sections": "Sec. 2.3", "figures": "Fig. 5"}
 
 
 def test_checkpoint_path_only_when_asked(monkeypatch, tmp_path):
