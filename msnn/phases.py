@@ -499,6 +499,52 @@ def _damped_step(Jt, R, loss: float, lam: float, nu: float, trained, evaluate):
     return False, loss, lam, nu, None
 
 
+def _lm_loop(trained, kept, loss: float, steps: int, *, jacobian, evaluate, score, damping: float, patience: int,
+             min_gain: float, bar, t0: float, on_accept=None):
+    """The Levenberg-Marquardt iterations shared by every LM phase.
+
+    ``jacobian()`` returns (r, J) at the current parameters, J with columns in the order
+    of ``trained``; ``evaluate()`` returns (loss, extra) after a trial step, and an
+    accepted step's extra goes to ``on_accept``. ``score(loss)`` says what "best" means;
+    the best ``kept`` parameters are restored at the end. Stops on the budget, after
+    ``patience`` steps without a relative gain of ``min_gain`` ("converged"), when no
+    damping up to 1e16 lowers the loss ("damping"), or on a non-finite Jacobian.
+    Returns (iterations, why it stopped, loss history, seconds at each entry).
+    """
+    best_theta, best = _flat(kept), score(loss)
+    history, times = [loss], [time.perf_counter() - t0]
+    lam, nu = float(damping), 2.0
+    stopped, since_gain, ref, it = "budget", 0, best, 0
+    for it in range(1, steps + 1):
+        R, J = jacobian()
+        if not (torch.all(torch.isfinite(J)) and torch.all(torch.isfinite(R))):
+            stopped = "nonfinite"
+            break
+        accepted, loss, lam, nu, extra = _damped_step(J, R, loss, lam, nu, trained, evaluate)
+        if accepted and on_accept is not None:
+            on_accept(extra)
+        history.append(loss)
+        times.append(time.perf_counter() - t0)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"loss {loss:.3e}")
+        if not accepted:
+            stopped = "damping"
+            break
+        sc = score(loss)
+        if sc < best:
+            best, best_theta = sc, _flat(kept)
+        if sc < ref * (1.0 - min_gain):
+            ref, since_gain = sc, 0
+        else:
+            since_gain += 1
+            if since_gain >= patience:
+                stopped = "converged"
+                break
+    _assign(kept, best_theta)
+    return it, stopped, history, times
+
+
 def _levenberg_marquardt(net, groups, steps: int, *, projected: bool, mu: float, patience: int,
                          min_gain: float, damping: float, rcond: float, bar=None,
                          validation: Sequence[RowGroup] | None = None) -> PhaseReport:
@@ -528,62 +574,33 @@ def _levenberg_marquardt(net, groups, steps: int, *, projected: bool, mu: float,
         loss = plain_loss()
     start = loss
 
-    def score():
+    def score(current: float) -> float:
         """What 'best' means: the loss on the validation rows if given (guards against a
         stage that fits the training points and aliases between them), else the loss."""
-        return float((_rows_all(net, validation) ** 2).sum()) if validation else loss
+        return float((_rows_all(net, validation) ** 2).sum()) if validation else current
 
-    best_theta, best_loss = _flat(allp), score()
-    history, times = [loss], [time.perf_counter() - t0]
-    lam, nu = float(damping), 2.0
-    stopped, since_gain = "budget", 0
-    ref = best_loss
-    it = 0
-    for it in range(1, steps + 1):
+    def jacobian():
         R, J = _jacobian(net, groups, "all")
-        if projected:
-            # Kaufman's variable projection on the Tikhonov-augmented system: residual
-            # [A w + c; sqrt(mu) w], Jacobian [J_hidden; 0] with range([A; sqrt(mu) I]) projected out
-            nh = sum(p.numel() for p in hidden)
-            Jh, A = J[:, :nh], J[:, nh:]
-            if mu > 0:
-                m = A.shape[1]
-                A = torch.cat([A, math.sqrt(mu) * torch.eye(m, dtype=A.dtype, device=A.device)])
-                Jh = torch.cat([Jh, torch.zeros(m, nh, dtype=Jh.dtype, device=Jh.device)])
-                R = torch.cat([R, math.sqrt(mu) * _get_output(net)])
-            U, s, _ = torch.linalg.svd(A, full_matrices=False)
-            U = U[:, s > 1e-13 * s[0]]
-            Jt = Jh - U @ (U.T @ Jh)
-        else:
-            Jt = J
-        if not torch.all(torch.isfinite(Jt)) or not torch.all(torch.isfinite(R)):
-            stopped = "nonfinite"
-            break
-        if projected:
-            accepted, loss, lam, nu, w = _damped_step(Jt, R, loss, lam, nu, trained, projected_loss)
-            if accepted:
-                _set_output(net, w)
-        else:
-            accepted, loss, lam, nu, _ = _damped_step(Jt, R, loss, lam, nu, trained, lambda: (plain_loss(), None))
-        history.append(loss)
-        times.append(time.perf_counter() - t0)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(f"loss {loss:.3e}")
-        if not accepted:
-            stopped = "damping"
-            break
-        sc = score()
-        if sc < best_loss:
-            best_loss, best_theta = sc, _flat(allp)
-        if sc < ref * (1.0 - min_gain):
-            ref, since_gain = sc, 0
-        else:
-            since_gain += 1
-            if since_gain >= patience:
-                stopped = "converged"
-                break
-    _assign(allp, best_theta)
+        if not projected:
+            return R, J
+        # Kaufman's variable projection on the Tikhonov-augmented system: residual
+        # [A w + c; sqrt(mu) w], Jacobian [J_hidden; 0] with range([A; sqrt(mu) I]) projected out
+        nh = sum(p.numel() for p in hidden)
+        Jh, A = J[:, :nh], J[:, nh:]
+        if mu > 0:
+            m = A.shape[1]
+            A = torch.cat([A, math.sqrt(mu) * torch.eye(m, dtype=A.dtype, device=A.device)])
+            Jh = torch.cat([Jh, torch.zeros(m, nh, dtype=Jh.dtype, device=Jh.device)])
+            R = torch.cat([R, math.sqrt(mu) * _get_output(net)])
+        U, s, _ = torch.linalg.svd(A, full_matrices=False)
+        U = U[:, s > 1e-13 * s[0]]
+        return R, Jh - U @ (U.T @ Jh)
+
+    it, stopped, history, times = _lm_loop(
+        trained, allp, loss, steps, jacobian=jacobian,
+        evaluate=projected_loss if projected else (lambda: (plain_loss(), None)),
+        on_accept=(lambda w: _set_output(net, w)) if projected else None, score=score, damping=damping,
+        patience=patience, min_gain=min_gain, bar=bar, t0=t0)
     final = projected_loss()[0] if projected else plain_loss()
     return PhaseReport("vp-lm" if projected else "lm", it, start, final, time.perf_counter() - t0, stopped, history,
                        times=times)
@@ -658,52 +675,27 @@ def levenberg_marquardt(params: Sequence[torch.Tensor], residuals: Callable[[], 
             r = residuals().detach()
         return float((r ** 2).sum()), None
 
+    def jac():
+        if jacobian is not None:
+            R, J = (t.detach() for t in jacobian())
+            return R.reshape(-1), J
+        with torch.enable_grad():
+            r = residuals().reshape(-1)
+            J = jacobian_of(r, params)
+        return r.detach(), J
+
     loss = start = evaluate()[0]
-    sc = score if score is not None else (lambda: loss)
-    best_theta, best = _flat(params), sc()
-    ref, since_gain, stopped = best, 0, "budget"
-    history, times = [loss], [0.0]
-    lam, nu = float(damping), 2.0
     bar = None
     if steps and show_progress(progress):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, desc=desc, leave=False, mininterval=0.5)
-    it = 0
-    for it in range(1, steps + 1):
-        if jacobian is not None:
-            R, J = (t.detach() for t in jacobian())
-            R = R.reshape(-1)
-        else:
-            with torch.enable_grad():
-                r = residuals().reshape(-1)
-                J = jacobian_of(r, params)
-            R = r.detach()
-        if not (torch.all(torch.isfinite(J)) and torch.all(torch.isfinite(R))):
-            stopped = "nonfinite"
-            break
-        accepted, loss, lam, nu, _ = _damped_step(J, R, loss, lam, nu, params, evaluate)
-        history.append(loss)
-        times.append(time.perf_counter() - t0)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(f"loss {loss:.3e}")
-        if not accepted:
-            stopped = "damping"
-            break
-        s = sc() if score is not None else loss
-        if s < best:
-            best, best_theta = s, _flat(params)
-        if s < ref * (1.0 - float(min_gain)):
-            ref, since_gain = s, 0
-        else:
-            since_gain += 1
-            if since_gain >= int(patience):
-                stopped = "converged"
-                break
+    it, stopped, history, times = _lm_loop(
+        params, params, loss, steps, jacobian=jac, evaluate=evaluate,
+        score=(lambda current: score()) if score is not None else (lambda current: current), damping=damping,
+        patience=int(patience), min_gain=float(min_gain), bar=bar, t0=t0)
     if bar is not None:
         bar.close()
-    _assign(params, best_theta)
     return PhaseReport("lm", it, start, evaluate()[0], time.perf_counter() - t0, stopped, history, times=times)
 
 
