@@ -60,12 +60,12 @@ def chapter_context(chapter: str, profile: str, device: str = "auto", seed: int 
     """
     import torch
 
-    from ..regression import _resolve_device  # the library's device rule, private for now
+    from .._common import resolve_device  # the library's rule: "auto" is CUDA when a GPU is visible
     from .claims import ClaimTable
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     warnings.showwarning = show_warning
     if dev.type == "cpu":
         torch.set_num_threads(1)
