@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ._common import CheckpointFile, NotFittedError, ParamsMixin, count, per_stage, resolve_device, settings_key, states
+from ._common import CheckpointFile, StagedFit, count, per_stage, resolve_device, settings_key
 from .networks import StageNetwork
 from .spectrum import dominant_frequency, dominant_frequency_2d, dominant_frequency_scattered
 from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, output_layer_norm, round_off, run_phases, schedule_for
@@ -173,7 +173,7 @@ class _Grid:
         return [f] if self.d == 1 else list(f.per_axis)
 
 
-class MultistageRegressor(ParamsMixin):
+class MultistageRegressor(StagedFit):
     """Multi-stage neural network regression (Algorithm 1 of Wang & Lai 2024).
 
     Example::
@@ -235,6 +235,9 @@ class MultistageRegressor(ParamsMixin):
             and a later ``fit`` on the same data and settings resumes from it.
         verbose: print one line per stage.
     """
+
+    _record_type = StageRecord
+    _fit_call = "fit(x, y)"
 
     def __init__(
         self,
@@ -433,8 +436,7 @@ class MultistageRegressor(ParamsMixin):
             with torch.no_grad():
                 un = net(xt).to(torch.float64).cpu().numpy()
                 final = float(torch.mean((net(xs) - ts) ** 2))
-            self._train_pred = self._train_pred + eps * un
-            rms_after = float(np.sqrt(np.mean((yn - self._train_pred) ** 2)))
+            rms_after = float(np.sqrt(np.mean((yn - (self._train_pred + eps * un)) ** 2)))
             hist_loss = np.concatenate([np.asarray(r.history, dtype=np.float64).reshape(-1) for r in reports
                                         if r.kind in ("adam", "lbfgs")] or [np.zeros(0)])
             rec = StageRecord(
@@ -448,8 +450,7 @@ class MultistageRegressor(ParamsMixin):
                 rms_after=rms_after, seconds=sum(r.seconds for r in reports), stopped=reports[-1].stopped,
                 phases=[r.summary() for r in reports], output_norm=output_layer_norm(net),
                 round_off=eps * round_off(net, xt), n_train=int(xs.shape[0]))
-            self.stages_.append(rec)
-            self.networks_.append(net)
+            self._keep_stage(rec, net, eps * un)
             if self.verbose:
                 fd = "-" if f_d is None else ", ".join(f"{f:.3g}" for f in f_d)
                 print(f"stage {n + 1}: eps = {eps:.3e}, f_d = {fd}, kappa_hat = "
@@ -495,10 +496,6 @@ class MultistageRegressor(ParamsMixin):
         return xt[ti], target[ti], xt[vi], target[vi]
 
     # --------------------------------------------------------------- predict
-    def _check_fitted(self):
-        if not getattr(self, "networks_", None):
-            raise NotFittedError("this MultistageRegressor is not fitted yet: call fit(x, y) first")
-
     def predict_stages(self, x) -> np.ndarray:
         """Each stage's contribution eps_j u_j(x) in the units of y, shape (n_stages, M)."""
         self._check_fitted()
@@ -554,26 +551,9 @@ class MultistageRegressor(ParamsMixin):
     def _checkpoint_key(self, xn, yn) -> str:
         return settings_key(self._settings(), xn, yn)
 
-    def _save_checkpoint(self, key: str) -> None:
-        self._ckpt.save(key, {"stages": [asdict(r) for r in self.stages_], "states": states(self.networks_)})
-
-    def _resume(self, key: str, xt: torch.Tensor) -> None:
-        ck = self._ckpt.load(key)
-        if ck is None:
-            return
-        for rec_d, state in zip(ck["stages"], ck["states"]):
-            rec = StageRecord(**rec_d)
-            net = StageNetwork(
-                xt.shape[1], tuple(rec.widths), first_activation=rec.activation,
-                kappa_hat=rec.kappa_hat,
-                seed=self._seed + rec.index, init=self.init, dtype=self.dtype, device=self._device)
-            net.load_state_dict(state)
-            with torch.no_grad():
-                self._train_pred = self._train_pred + rec.eps * net(xt).to(torch.float64).cpu().numpy()
-            self.stages_.append(rec)
-            self.networks_.append(net)
-        if self.verbose:
-            print(f"resumed {len(self.stages_)} stage(s) from {self._ckpt.path}")
+    def _network_for(self, rec: "StageRecord", xt: torch.Tensor) -> StageNetwork:
+        return StageNetwork(xt.shape[1], tuple(rec.widths), first_activation=rec.activation, kappa_hat=rec.kappa_hat,
+                            seed=self._seed + rec.index, init=self.init, dtype=self.dtype, device=self._device)
 
 
 def _first_order(ph: Phase, net, loss_fn, lr: float, progress, desc: str) -> tuple:

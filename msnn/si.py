@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ._common import CheckpointFile, NotFittedError, ParamsMixin, count, resolve_device, settings_key, states
+from ._common import CheckpointFile, StagedFit, count, resolve_device, settings_key
 from .networks import xavier_std
 from .phases import least_squares, schedule_for
 from .regression import _per_stage  # one value or one per stage, counts checked
@@ -450,7 +450,7 @@ class SIStageRecord:
         return self.eps * (np.sqrt(h) if self.loss == "mse" else h)
 
 
-class SIMultistageRegressor(ParamsMixin):
+class SIMultistageRegressor(StagedFit):
     """Spectrum-informed multi-stage regression on a grid (SI-MSNN, Ng, Wang & Lai 2024).
 
     Stage 0 fits ``u / eps_0`` with ``eps_0 = RMS(u)``; stage n fits the normalized
@@ -494,6 +494,9 @@ class SIMultistageRegressor(ParamsMixin):
             ``fit`` on the same data and settings resumes after the last saved stage.
         progress, verbose: progress bars; one line per stage.
     """
+
+    _record_type = SIStageRecord
+    _fit_call = "fit(u)"
 
     def __init__(self, *, n_stages: int = 3, n_features: int | Sequence[int] = 500,
                  widths: Sequence[int] = (30, 30, 30), adam_steps: int | Sequence[int] = 5000,
@@ -689,9 +692,7 @@ class SIMultistageRegressor(ParamsMixin):
                 hist, reports = self._run_phases(net, xt, target, self._phases[n], target_loss, desc)
             with torch.no_grad():
                 part = eps * net(xt).to(torch.float64).cpu().numpy()
-            self._train_parts.append(part)
-            self._train_pred = self._train_pred + part
-            rms_after = float(np.sqrt(np.mean((un - self._train_pred) ** 2)))
+            rms_after = float(np.sqrt(np.mean((un - (self._train_pred + part)) ** 2)))
             rec = SIStageRecord(
                 index=n, eps=eps, eps_data=eps * self.eps0_, n_features=n_f,
                 top_modes=[float(v) for v in np.linalg.norm(modes.k[:5], axis=1)], widths=self._widths,
@@ -699,8 +700,7 @@ class SIMultistageRegressor(ParamsMixin):
                 lbfgs_evaluations=hist.lbfgs_evaluations, final_loss=float(np.sum(hist.final_loss)),
                 loss_history=hist.loss, rms_after=rms_after, seconds=hist.seconds, stopped=hist.stopped,
                 phases=reports)
-            self.stages_.append(rec)
-            self.networks_.append(net)
+            self._keep_stage(rec, net, part)
             if self.verbose:
                 print(f"SI stage {n + 1}: n_f = {n_f}, eps = {rec.eps_data:.3e}, loss = {rec.final_loss:.3e}, "
                       f"rms after / RMS(u) = {rms_after:.3e} ({hist.seconds:.1f} s)", flush=True)
@@ -709,10 +709,6 @@ class SIMultistageRegressor(ParamsMixin):
         return self
 
     # --------------------------------------------------------------- predict
-    def _check_fitted(self):
-        if not getattr(self, "networks_", None):
-            raise NotFittedError("this SIMultistageRegressor is not fitted yet: call fit(u) first")
-
     def predict_stages(self, x) -> np.ndarray:
         """Each stage's contribution eps_j u_j at points x (M, d) in the original
         coordinates, in the units of u; shape (n_stages, M)."""
@@ -770,26 +766,12 @@ class SIMultistageRegressor(ParamsMixin):
         grid = np.array(self.lo_.tolist() + self.hi_.tolist() + list(self.grid_shape_), dtype=np.float64)
         return settings_key(self._settings(), un, grid)
 
-    def _save_checkpoint(self, key: str) -> None:
-        self._ckpt.save(key, {"stages": [asdict(r) for r in self.stages_], "states": states(self.networks_)})
+    def _network_for(self, rec: "SIStageRecord", xt: torch.Tensor) -> SINetwork:
+        n_f, d = rec.n_features, xt.shape[1]
+        dummy = SpectralModes(np.zeros((n_f, d)), np.zeros(n_f), np.zeros(n_f), np.zeros(n_f), self.grid_shape_)
+        return SINetwork(dummy, tuple(rec.widths), seed=self._seed + rec.index, dtype=self.dtype,
+                         device=self._device, max_chunk_elements=self._chunk)
 
-    def _resume(self, key: str, xt: torch.Tensor) -> None:
-        ck = self._ckpt.load(key)
-        if ck is None:
-            return
-        d = xt.shape[1]
-        for rec_d, state in zip(ck["stages"], ck["states"]):
-            rec = SIStageRecord(**rec_d)
-            n_f = rec.n_features
-            dummy = SpectralModes(np.zeros((n_f, d)), np.zeros(n_f), np.zeros(n_f), np.zeros(n_f), self.grid_shape_)
-            net = SINetwork(dummy, tuple(rec.widths), seed=self._seed + rec.index, dtype=self.dtype,
-                            device=self._device, max_chunk_elements=self._chunk)
-            net.load_state_dict(state)
-            with torch.no_grad():
-                part = rec.eps * net(xt).to(torch.float64).cpu().numpy()
-            self._train_parts.append(part)
-            self._train_pred = self._train_pred + part
-            self.stages_.append(rec)
-            self.networks_.append(net)
-        if self.verbose:
-            print(f"resumed {len(self.stages_)} stage(s) from {self._ckpt.path}", flush=True)
+    def _keep_stage(self, rec: "SIStageRecord", net: SINetwork, part: np.ndarray) -> None:
+        self._train_parts.append(part)
+        super()._keep_stage(rec, net, part)
