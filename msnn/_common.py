@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-__all__ = ["NotFittedError", "resolve_device", "per_stage", "count", "settings_key", "CheckpointFile",
+__all__ = ["NotFittedError", "resolve_device", "per_stage", "count", "settings_key", "CheckpointFile", "StagedFit",
            "ParamsMixin"]
 
 

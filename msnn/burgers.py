@@ -15,7 +15,8 @@ derivative of the residue selects (eq. 4.2-4.5).
 
 What is here:
 
-* :func:`exact_profile` and :func:`exact_derivatives`: the family (D.6) to machine
+* :func:`~msnn.problems.exact_profile` and :func:`~msnn.problems.exact_derivatives` (in
+  :mod:`msnn.problems`, importable from here too): the family (D.6) to machine
   precision (a monotone Newton iteration on ``a + a^p = |y|``, which cannot miss its
   root) and its derivatives up to order four by inverse-function differentiation;
 * :func:`network_jet` and :func:`odd_jet`: a stage network and the odd ansatz
@@ -57,7 +58,7 @@ from .phases import Phase, levenberg_marquardt, parse_schedule
 from .training import TrainHistory, train
 
 __all__ = [
-    "exact_profile", "exact_derivatives", "exact_residual", "network_jet", "odd_jet", "residual_jet",
+    "network_jet", "odd_jet", "residual_jet",
     "BurgersSolution", "BurgersRun", "train_burgers", "BurgersEval", "evaluate", "split_error",
     "next_stage_settings",
 ]

@@ -45,7 +45,7 @@ from ._common import CheckpointFile, NotFittedError, ParamsMixin, count as _coun
 from ._common import resolve_device
 from .spectrum import dominant_frequency, dominant_frequency_2d
 
-__all__ = ["MultistagePINN", "PINNStageRecord", "diffusion_3_44", "finite_difference_points"]
+__all__ = ["MultistagePINN", "PINNStageRecord"]
 
 # eq. (3.44) and its finite-difference estimate live with the other problems (msnn.problems)
 from .problems import diffusion_3_44, finite_difference_points  # noqa: E402

@@ -565,5 +565,3 @@ def _first_order(ph: Phase, net, loss_fn, lr: float, progress, desc: str) -> tup
     return before, float(np.sum(h.final_loss)), h.seconds, h.stopped, h.loss, h.lbfgs_iterations
 
 
-#: kept for code that imported it from here; use msnn._common.resolve_device
-_resolve_device = resolve_device

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from msnn import StageNetwork, kappa_from_hat, xavier_std
+from msnn import StageNetwork
+from msnn.networks import kappa_from_hat, xavier_std
 
 
 def test_kappa_scaling_eq_2_8():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from msnn import Float32Warning, MultistageRegressor, SparseDataWarning, choose_kappa_hat
+from msnn import Float32Warning, MultistageRegressor, SparseDataWarning
+from msnn.regression import choose_kappa_hat
 from msnn.problems import eq_2_2
 
 X = np.linspace(-1, 1, 200)

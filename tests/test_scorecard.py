@@ -211,9 +211,9 @@ def _api_page() -> str:
 
 def _is_alias(module) -> bool:
     """A module kept for an old import path: every public name of it is defined elsewhere."""
-    names = getattr(module, "__all__", [])
-    return bool(names) and all(getattr(getattr(module, n), "__module__", module.__name__) != module.__name__
-                               for n in names)
+    # constants (numbers, strings) carry no __module__ and say nothing either way
+    names = [n for n in getattr(module, "__all__", []) if hasattr(getattr(module, n), "__module__")]
+    return bool(names) and all(getattr(module, n).__module__ != module.__name__ for n in names)
 
 
 def test_api_page_documents_every_public_module():

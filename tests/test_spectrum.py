@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from msnn import dominant_frequency, dominant_frequency_2d, dominant_frequency_scattered
+from msnn import dominant_frequency, dominant_frequency_2d
+from msnn.spectrum import dominant_frequency_scattered
 from msnn.problems import eq_2_6
 
 
