@@ -179,3 +179,49 @@ def test_chapters_import_what_they_always_did():
     assert callable(chapter_context) and callable(checkpoint_path)
     assert msnn.claims.at_most is claims.at_most and msnn.claims.ClaimTable is claims.ClaimTable
     assert set(msnn.claims.__all__) == set(claims.__all__)
+
+
+_STAGE_BODY = (
+    "import os, time\nfrom msnn.book import chapter_context, checkpoint_path\nfrom msnn.claims import report\n"
+    "ctx = chapter_context('01-a', profile, device, seed)\n"
+    "ck = checkpoint_path('stage')\n"
+    "resumed = os.path.exists(ck)\n"
+    "if not resumed:\n"
+    "    open(ck, 'w').write('trained')\n"
+    "print('stage 1: done' if not resumed else 'stage 1: resumed')\n"
+    "time.sleep(float(os.environ.get('SLEEP', '0')))\n"
+    "ctx.claims.add('1', 'resumed', '-', resumed, report()); ctx.claims.save()")
+
+
+def test_full_runs_start_afresh_and_resume_only_when_asked(root, capsys):
+    import json
+
+    _chapter(root, "01-a.md", body=_STAGE_BODY)
+    ck = root / "book" / "_runs" / "checkpoints" / "01-a.full" / "stage.pt"
+
+    def run(*extra):
+        assert book.main(["run", "01", "--profile", "full", "--device", "cpu", *extra]) == 0
+        return json.loads((root / "book" / "01-a.claims.json").read_text())
+
+    first = run()
+    assert ck.exists() and first["claims"][0]["measured"] is False and first["run"]["resumed"] is False
+    again = run()  # a plain run deletes the stale checkpoints: the stage trains again
+    assert again["claims"][0]["measured"] is False and again["run"]["resumed"] is False
+    resumed = run("--resume")  # continues from the saved stage
+    assert resumed["claims"][0]["measured"] is True and resumed["run"]["resumed"] is True
+    assert book.main(["run", "01", "--resume"]) == 2  # quick runs keep no checkpoints
+    assert "--resume continues a full or paper run" in capsys.readouterr().err
+
+
+def test_long_runs_report_cell_last_line_and_time_left(root, capsys, monkeypatch):
+    _chapter(root, "01-a.md", body=_STAGE_BODY)
+    monkeypatch.setenv("SLEEP", "3")
+    assert book.main(["run", "01", "--profile", "full", "--device", "cpu"]) == 0  # the run the estimate uses
+    capsys.readouterr()
+    monkeypatch.setenv("MSNN_WATCH_SECONDS", "0.5")
+    assert book.main(["run", "01", "--profile", "full", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    # three code cells: the source's parameters, papermill's injected ones, the stage
+    lines = [ln for ln in out.splitlines() if ln.startswith("  01-a: cell 3/3")]
+    assert lines, out
+    assert any("left (cell times of the last run)" in ln and ln.endswith("| stage 1: done") for ln in lines), lines

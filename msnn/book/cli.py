@@ -3,7 +3,7 @@ scorecard, fetch wheels for offline GPU nodes.
 
 Usage (from the repository root)::
 
-    python -m msnn.book run [--profile quick|full|paper] [--device auto|cpu|cuda] [CHAPTER ...]
+    python -m msnn.book run [--profile quick|full|paper] [--device auto|cpu|cuda] [--resume] [CHAPTER ...]
     python -m msnn.book build
     python -m msnn.book list
     python -m msnn.book scorecard [--check]
@@ -16,6 +16,13 @@ receives ``profile``, ``device`` and ``seed``) and writes the executed notebook
 ``book/NN-slug.claims.json``. With ``--reference`` a ``quick`` run also becomes the
 nbval reference ``tests/notebooks/NN-slug.ipynb``. A failing chapter keeps its
 partial notebook in ``book/_failed/`` and never replaces the last good page.
+
+A ``full`` or ``paper`` run saves every long stage to a checkpoint under
+``book/_runs/checkpoints/``; a run starts afresh (its wall time is then the whole
+chapter's), and ``--resume`` continues an interrupted one from its last saved stages
+(its claims record ``"resumed": true``). Every minute (``MSNN_WATCH_SECONDS``) a run
+prints the cell it is in, the last line that cell printed and the time left, estimated
+from the cell times of the last run at the same profile.
 
 ``scorecard`` rewrites the landing page's generated pages ``book/_generated/`` (see
 :mod:`msnn.book.scorecard`); with ``--check`` it writes nothing and exits 1 if they
@@ -31,6 +38,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 from .chapters import chapter_sources
@@ -112,7 +120,86 @@ def _read_source(path: str):
     return nb
 
 
-def _run_one(root: str, slug: str, profile: str, device: str, seed: int, reference: bool) -> dict:
+def _previous_durations(root: str, slug: str, profile: str) -> list[float] | None:
+    """Seconds per code cell of the last rendered run of this chapter at this profile, if any."""
+    import nbformat
+
+    path = os.path.join(root, "book", f"{slug}.ipynb")
+    if not os.path.exists(path):
+        return None
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # an unreadable page only costs the estimate
+        return None
+    if nb.metadata.get("papermill", {}).get("parameters", {}).get("profile") != profile:
+        return None
+    out = [c.get("metadata", {}).get("papermill", {}).get("duration") for c in nb.cells if c.cell_type == "code"]
+    return [float(d) if isinstance(d, (int, float)) else 0.0 for d in out]
+
+
+class _Watcher(threading.Thread):
+    """Every ``interval`` seconds, one line on how far a chapter run is: the code cell it is
+    in, the last line that cell printed (the drivers print one per stage with
+    ``verbose``), and the time left as estimated from the last run at the same profile.
+
+    papermill saves the executing notebook at every cell's start and end (and every 30 s
+    within a cell); the watcher only reads that file."""
+
+    def __init__(self, slug: str, path: str, previous: list[float] | None, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.slug, self.path, self.previous, self.interval = slug, path, previous, interval
+        self.t0 = time.perf_counter()
+        self.done = threading.Event()
+
+    def status(self) -> str | None:
+        import nbformat
+
+        try:
+            nb = nbformat.read(self.path, as_version=4)
+        except Exception:  # being written right now: try again next time
+            return None
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        states = [c.get("metadata", {}).get("papermill", {}).get("status") for c in code]
+        finished = sum(1 for st in states if st == "completed")
+        running = next((i for i, st in enumerate(states) if st == "running"), None)
+        elapsed = time.perf_counter() - self.t0
+        line = ""
+        cell = code[running] if running is not None else (code[finished - 1] if finished else None)
+        if cell is not None:
+            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            line = lines[-1][:100] if lines else ""
+        msg = f"  {self.slug}: cell {finished + (running is not None)}/{len(code)}, {_duration(elapsed)} elapsed"
+        prev = self.previous
+        if prev and len(prev) == len(code):
+            left = sum(prev[finished:])
+            if running is not None:  # the running cell counts with what is left of its last time
+                started = cell.get("metadata", {}).get("papermill", {}).get("start_time")
+                left = sum(prev[running + 1:]) + max(prev[running] - self._since(started), 0.0)
+            msg += f", about {_duration(left)} left (cell times of the last run)"
+        elif prev:
+            msg += f", about {_duration(max(sum(prev) - elapsed, 0.0))} left (the last run's total)"
+        return msg + (f" | {line}" if line else "")
+
+    @staticmethod
+    def _since(stamp) -> float:
+        from datetime import datetime, timezone
+
+        try:
+            return (datetime.now(timezone.utc) - datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+                    ).total_seconds()
+        except ValueError:
+            return 0.0
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            msg = self.status()
+            if msg:
+                print(msg, flush=True)
+
+
+def _run_one(root: str, slug: str, profile: str, device: str, seed: int, reference: bool,
+             resume: bool = False) -> dict:
     import nbformat
     import papermill as pm
 
@@ -127,15 +214,29 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
     env_before = {k: os.environ.get(k) for k in ("MSNN_CLAIMS_FILE", CHECKPOINT_ENV, "MSNN_PROGRESS")}
     os.environ["MSNN_CLAIMS_FILE"] = claims_tmp
     os.environ["MSNN_PROGRESS"] = "0"
+    resumed = False
     if profile in ("full", "paper"):
-        os.environ[CHECKPOINT_ENV] = os.path.join(work, "checkpoints", f"{slug}.{profile}")
+        ckdir = os.path.join(work, "checkpoints", f"{slug}.{profile}")
+        if os.path.isdir(ckdir):
+            if resume:
+                resumed = any(name.endswith(".pt") for name in os.listdir(ckdir))
+            else:  # a fresh run: its wall time is the whole chapter's
+                shutil.rmtree(ckdir)
+        os.environ[CHECKPOINT_ENV] = ckdir
+    elif resume:
+        raise BookError("--resume continues a full or paper run from its stage checkpoints; "
+                        "quick runs keep none")
     if os.path.exists(claims_tmp):
         os.remove(claims_tmp)
+    watcher = _Watcher(slug, partial, _previous_durations(root, slug, profile),
+                       float(os.environ.get("MSNN_WATCH_SECONDS", "60")))
     t0 = time.perf_counter()
+    watcher.start()
     try:
         pm.execute_notebook(
             inp, partial, parameters={"profile": profile, "device": device, "seed": seed},
-            kernel_name="python3", cwd=os.path.join(root, "book"), progress_bar=True, log_output=False)
+            kernel_name="python3", cwd=os.path.join(root, "book"), progress_bar=sys.stdout.isatty(),
+            log_output=False)
     except pm.PapermillExecutionError as exc:
         failed = os.path.join(root, "book", "_failed")
         os.makedirs(failed, exist_ok=True)
@@ -145,6 +246,7 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
             f"chapter {slug}: cell {exc.cell_index} failed with {exc.ename}: {exc.evalue}"
             f" (partial notebook kept in {os.path.relpath(keep, root)}; the rendered page is unchanged)") from None
     finally:
+        watcher.done.set()
         for k, v in env_before.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -157,7 +259,8 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
             claims = json.load(fh)
     claims.setdefault("chapter", slug)
     claims["run"] = {"profile": profile, "wall_seconds": round(wall, 1), "seed": seed,
-                     "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime()) + " UTC"}
+                     "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime()) + " UTC",
+                     "resumed": resumed}
     out_nb = os.path.join(root, "book", f"{slug}.ipynb")
     executed = nbformat.read(partial, as_version=4)
     pm_meta = executed.metadata.get("papermill", {})
@@ -194,7 +297,7 @@ def cmd_run(args) -> int:
     rows = []
     for i, slug in enumerate(picked, 1):
         print(f"[{i}/{len(picked)}] {slug} ({args.profile}, device {args.device})", flush=True)
-        rows.append(_run_one(root, slug, args.profile, args.device, args.seed, args.reference))
+        rows.append(_run_one(root, slug, args.profile, args.device, args.seed, args.reference, args.resume))
     _write_scorecard(root)  # the landing page's scorecard follows the new claims
     print("\nchapter                         profile  device      wall    pass fail report")
     for r in rows:
@@ -304,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--device", default="auto", help="auto, cpu, cuda")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--reference", action="store_true", help="also write the nbval reference (quick only)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue an interrupted full/paper run from its stage checkpoints (by default a run "
+                        "starts afresh, so that its wall time is the whole chapter's)")
     r.set_defaults(fn=cmd_run)
     b = sub.add_parser("build", help="build the HTML book (execution off)")
     b.add_argument("--all", action="store_true", help="rebuild every page")
