@@ -52,7 +52,7 @@ def _is_sequence(value) -> bool:
     return isinstance(value, (list, tuple, np.ndarray))
 
 
-def per_stage(value, n: int, name: str, *, nested: bool = False) -> list:
+def per_stage(value: Any, n: int, name: str, *, nested: bool = False) -> list:
     """One value for every stage, or a list of exactly ``n`` values.
 
     ``nested``: a single value is itself a sequence (e.g. ``widths=(20, 20)``); a list
@@ -69,7 +69,7 @@ def per_stage(value, n: int, name: str, *, nested: bool = False) -> list:
     return [value] * n
 
 
-def count(value, name: str, minimum: int = 0) -> int:
+def count(value: Any, name: str, minimum: int = 0) -> int:
     """An integer (not a bool) ``>= minimum``; numpy integers accepted.
 
     Raises:
@@ -110,7 +110,7 @@ class CheckpointFile:
         torch.save({"key": key, **payload}, tmp)
         os.replace(tmp, self.path)
 
-    def load(self, key: str, map_location=None) -> dict | None:
+    def load(self, key: str, map_location: Any | None = None) -> dict | None:
         if self.path is None or not os.path.exists(self.path):
             return None
         ck = torch.load(self.path, map_location=map_location, weights_only=False)

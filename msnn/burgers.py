@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 from torch import nn
 
@@ -143,7 +144,8 @@ def odd_jet(net: StageNetwork, y: torch.Tensor, order: int = 4) -> list[torch.Te
     return [y * S[0]] + [y * S[j] + j * S[j - 1] for j in range(1, order + 1)]
 
 
-def residual_jet(U: Sequence[torch.Tensor], y: torch.Tensor, lam, order: int = 3) -> list[torch.Tensor]:
+def residual_jet(U: Sequence[torch.Tensor], y: torch.Tensor, lam: float | torch.Tensor,
+                 order: int = 3) -> list[torch.Tensor]:
     """``[r, r', ..., r^(order)]`` of eq. (4.5) from the jet of U (needs U up to ``order + 1``).
 
     With ``A = (1 + lambda) y + U``: ``r = -lambda U + A U'`` and, by Leibniz,
@@ -269,14 +271,14 @@ class BurgersSolution(nn.Module):
             total = [torch.zeros_like(y) for _ in range(order + 1)]
         return total
 
-    def predict(self, y, rounds: Sequence[int] | None = None, order: int = 0) -> np.ndarray:
+    def predict(self, y: ArrayLike, rounds: Sequence[int] | None = None, order: int = 0) -> np.ndarray:
         """U (``order`` 0) or its derivatives on numpy points, float64 numpy out."""
         yt = torch.as_tensor(np.asarray(y, dtype=np.float64), dtype=self.dtype_, device=self.device_)
         with torch.no_grad():
             d = self.jet(yt, order, rounds)
         return d[order].double().cpu().numpy()
 
-    def parts(self, y) -> np.ndarray:
+    def parts(self, y: ArrayLike) -> np.ndarray:
         """``eps_k U_k(y)`` of every network, shape (n_networks, n)."""
         yt = torch.as_tensor(np.asarray(y, dtype=np.float64), dtype=self.dtype_, device=self.device_)
         with torch.no_grad():

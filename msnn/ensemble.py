@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 
 from .networks import StageNetwork
@@ -68,7 +69,7 @@ class EnsembleFit:
     def n_members(self) -> int:
         return len(self.seeds)
 
-    def predict(self, x) -> np.ndarray:
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """Every member's prediction at ``x``, shape (n_members, N), as float64 numpy."""
         xt = _as_inputs(x, "x", self.net.in_dim).to(dtype=self.net.dtype, device=self.net.device)
         with torch.no_grad():
@@ -104,18 +105,18 @@ def _as_targets(y, name: str, n_points: int, n_members: int) -> torch.Tensor:
 
 
 def fit_ensemble(
-    x,
-    y,
+    x: ArrayLike,
+    y: ArrayLike,
     *,
     widths: Sequence[int] = (20, 20, 20),
     seeds: Sequence[int] = (0,),
     first_activation: str = "tanh",
-    kappa_hat=None,
+    kappa_hat: ArrayLike | None = None,
     adam_steps: int = 5000,
     lbfgs_steps: int = 0,
     lr: float = 1e-3,
-    x_val=None,
-    y_val=None,
+    x_val: ArrayLike | None = None,
+    y_val: ArrayLike | None = None,
     init: str = "xavier_normal",
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "auto",

@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 
 from .pinn import (RAR, grad, sample_collocation, PINNProblem, StagedSolution, algorithm3, estimate_next_stage, gamma_bound,
@@ -48,7 +49,7 @@ from .spectrum import dominant_frequency, dominant_frequency_2d
 __all__ = ["MultistagePINN", "PINNStageRecord"]
 
 # eq. (3.44) and its finite-difference estimate live with the other problems (msnn.problems)
-from .problems import diffusion_3_44, finite_difference_points  # noqa: E402
+from .problems import diffusion_3_44, finite_difference_points  # noqa: E402,F401  (re-exported)
 
 
 @dataclass
@@ -593,7 +594,7 @@ class MultistagePINN(ParamsMixin):
         return run_phases(net, groups, rest, progress=self.progress, desc=f"stage {k + 1}", validation=val)
 
     # ------------------------------------------------------------ results
-    def predict(self, x, n_stages: int | None = None) -> np.ndarray:
+    def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
         """u^(c) at points x of shape (N, d) (or (N,) in 1D), float64 numpy."""
         self._check_solved()
         return self.model_.predict(x, n_stages)

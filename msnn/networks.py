@@ -22,6 +22,8 @@ network's own tensors (float64 unless asked otherwise).
 """
 from __future__ import annotations
 
+from numpy.typing import ArrayLike
+
 import math
 from typing import Sequence
 
@@ -38,7 +40,7 @@ def xavier_std(fan_in: int, fan_out: int) -> float:
     return math.sqrt(2.0 / (fan_in + fan_out))
 
 
-def kappa_from_hat(kappa_hat, fan_in: int, fan_out: int):
+def kappa_from_hat(kappa_hat: ArrayLike, fan_in: int, fan_out: int):
     """Scale factor from the modified scale factor, eq. (2.8): kappa = kappa_hat / sqrt(Var).
 
     Args:
@@ -80,8 +82,8 @@ class StageNetwork(nn.Module):
         widths: Sequence[int] = (20, 20, 20),
         *,
         first_activation: str = "tanh",
-        kappa_hat=None,
-        member_kappa_hat=None,
+        kappa_hat: ArrayLike | None = None,
+        member_kappa_hat: ArrayLike | None = None,
         n_models: int = 1,
         ensemble: bool | None = None,
         seed: int = 0,

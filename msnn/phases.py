@@ -51,7 +51,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -94,7 +94,7 @@ class Phase:
     steps: int = 0
     options: tuple = ()
 
-    def opt(self, name: str, default):
+    def opt(self, name: str, default: Any):
         return dict(self.options).get(name, default)
 
     def __str__(self) -> str:
@@ -149,7 +149,7 @@ def _phase(spec) -> Phase:
     return Phase(kind, steps, tuple(sorted((k, float(v) if isinstance(v, float) else v) for k, v in opts.items())))
 
 
-def parse_schedule(schedule) -> list[Phase]:
+def parse_schedule(schedule: str | Sequence) -> list[Phase]:
     """A list of phases from tuples, e.g. ``[("adam", 1000), ("vp-lm", 300, {"mu": 1e-16})]``.
 
     Raises:
@@ -173,7 +173,7 @@ def parse_schedule(schedule) -> list[Phase]:
 SCHEDULES = ("paper", "precision")
 
 
-def schedule_for(name_or_phases, stage: int, *, adam_steps: int = 5000, lbfgs_steps: int = 5000,
+def schedule_for(name_or_phases: str | Sequence, stage: int, *, adam_steps: int = 5000, lbfgs_steps: int = 5000,
                  precision_steps: int = 300, n_stages: int | None = None) -> list[Phase]:
     """The phases of stage ``stage`` (0-based) under a named schedule or an explicit list.
 
@@ -356,12 +356,12 @@ def _hidden(net) -> list[torch.Tensor]:
     return _params(net)[:-2]
 
 
-def output_layer_norm(net) -> float:
+def output_layer_norm(net: torch.nn.Module) -> float:
     """||w_out||_1 of the output layer (weights and bias), which bounds the stage's round-off."""
     return float(_get_output(net).abs().sum())
 
 
-def round_off(net, x: torch.Tensor) -> float:
+def round_off(net: torch.nn.Module, x: torch.Tensor) -> float:
     """RMS difference of the stage evaluated in float64 and in long double (numpy), on ``x``.
 
     The float64 sum sum_j w_j h_j loses about 1e-16 ||w||_1 max|h| to rounding when
@@ -428,7 +428,7 @@ def _linear_check(net, groups, R, A, w) -> None:
             "on all parameters, ('lm', n), instead of 'output-lstsq', 'lsgd' or 'vp-lm'")
 
 
-def solve_output_layer(net, groups: Sequence[RowGroup], *, mu: float = 0.0, rcond: float = 1e-15,
+def solve_output_layer(net: torch.nn.Module, groups: Sequence[RowGroup], *, mu: float = 0.0, rcond: float = 1e-15,
                        check_linear: bool = True, warn_rank: bool = True) -> tuple[float, int]:
     """Set the output layer of ``net`` to the exact least-squares solution; returns (loss, rank).
 
@@ -726,7 +726,7 @@ def _lsgd(net, groups, steps: int, *, lr: float, every: int, mu: float, rcond: f
     return PhaseReport("lsgd", steps, start, final, time.perf_counter() - t0, "budget", history, times=times)
 
 
-def rows_loss(net, groups: Sequence[RowGroup]) -> float:
+def rows_loss(net: torch.nn.Module, groups: Sequence[RowGroup]) -> float:
     """sum_g weight_g mean(rows_g^2) at the network's current parameters."""
     return float(_plain_loss_graph(net, groups).detach())
 
@@ -744,7 +744,7 @@ def _plain_loss_graph(net, groups) -> torch.Tensor:
     return total
 
 
-def run_phases(net, groups: Sequence[RowGroup], phases: Sequence[Phase], *,
+def run_phases(net: torch.nn.Module, groups: Sequence[RowGroup], phases: Sequence[Phase], *,
                first_order: Callable[[Phase], tuple] | None = None, progress: bool | None = None,
                desc: str = "stage", validation: Sequence[RowGroup] | None = None) -> list[PhaseReport]:
     """Train ``net`` by ``phases`` on the rows ``groups``; returns one report per phase.

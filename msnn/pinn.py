@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 from torch import nn
 
@@ -237,7 +238,7 @@ class StagedSolution(nn.Module):
         self.eps: list[float] = []
 
     def add_stage(self, eps: float = 1.0, *, widths: Sequence[int] = (20, 20, 20), first_activation: str | None = None,
-                  kappa_hat=None, seed: int = 0, init: str = "xavier_normal") -> StageNetwork:
+                  kappa_hat: ArrayLike | None = None, seed: int = 0, init: str = "xavier_normal") -> StageNetwork:
         """Freeze the current stages and append eps * u_k with a fresh network u_k.
 
         Args:
@@ -290,12 +291,12 @@ class StagedSolution(nn.Module):
         a = _as_points(x, self.dim, "x")
         return torch.as_tensor(a, dtype=self.dtype, device=self.device)
 
-    def predict(self, x, n_stages: int | None = None) -> np.ndarray:
+    def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
         """u^(c) at points x (numpy or torch, shape (N, d)) as a float64 numpy array."""
         with torch.no_grad():
             return self(self._tensor(x), n_stages).cpu().numpy().astype(np.float64)
 
-    def predict_stages(self, x) -> np.ndarray:
+    def predict_stages(self, x: ArrayLike) -> np.ndarray:
         """eps_k u_k(x) of every stage, shape (n_stages, N)."""
         xt = self._tensor(x)
         with torch.no_grad():
@@ -303,8 +304,9 @@ class StagedSolution(nn.Module):
 
 
 # ---------------------------------------------------------------- collocation
-def sample_collocation(domain, n: int, *, method: str = "lhs", generator: torch.Generator | None = None,
-                       dtype=torch.float64, device="cpu", margin: float = 0.0) -> torch.Tensor:
+def sample_collocation(domain: ArrayLike, n: int, *, method: str = "lhs", generator: torch.Generator | None = None,
+                       dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
+                       margin: float = 0.0) -> torch.Tensor:
     """``n`` collocation points in the box, uniformly at random or by Latin hypercube.
 
     Latin hypercube sampling splits every axis into ``n`` equal strata and puts
@@ -399,7 +401,7 @@ def _losses(problem: PINNProblem, model: StagedSolution, xc: torch.Tensor, xd: t
 def train_pinn(problem: PINNProblem, model: StagedSolution, *, gamma: float, gamma_g: float = 0.0,
                n_collocation: int = 1000, sampler: str = "lhs", resample_every: int = 100,
                adam_steps: int = 5000, lbfgs_steps: int = 0, lr: float = 1e-3, normalize: bool = True,
-               margin: float = 0.0, rar: RAR | None = None, extra_points=None, seed: int = 0,
+               margin: float = 0.0, rar: RAR | None = None, extra_points: ArrayLike | None = None, seed: int = 0,
                lr_schedule: Callable[[int], float] | None = None, progress: bool | None = None,
                desc: str = "pinn") -> PINNRun:
     """Train the newest stage of ``model`` on L = (1-gamma) L_d + gamma (L_e + gamma_g L_g).
@@ -539,7 +541,7 @@ def residual_grid(problem: PINNProblem, model: StagedSolution, n: int | Sequence
     return axes, r.reshape(ns) if problem.dim > 1 else r
 
 
-def magnitude_estimate(eps_r: float, f_d: Sequence[float] | float, orders, eps_beta: float = 1.0) -> float:
+def magnitude_estimate(eps_r: float, f_d: Sequence[float] | float, orders: ArrayLike, eps_beta: float = 1.0) -> float:
     """The magnitude of the next stage from its residue, eq. (3.9), (3.17) and (3.19).
 
         eps = eps_r / (eps_beta prod_i [2 pi f_d^(r, x_i)]^(m_i)).
@@ -588,7 +590,7 @@ class StageEstimate:
     f_norm: float | None = None
 
 
-def estimate_next_stage(problem: PINNProblem, model: StagedSolution, orders, *, n_grid: int = 512,
+def estimate_next_stage(problem: PINNProblem, model: StagedSolution, orders: ArrayLike, *, n_grid: int = 512,
                         eps_beta: float = 1.0, factor: float = 2.0, widths: Sequence[int] = (20, 20, 20),
                         pad: int = 1) -> StageEstimate:
     """Magnitude and frequency of the next stage from the current residue (Algorithm 4, step 4).
@@ -644,9 +646,10 @@ class Algorithm2Result:
     converged: bool
 
 
-def algorithm2(problem: PINNProblem, x=None, *, n_grid: int = 128, eta: float = 1.0, alpha0: float = 1.0,
-               band: tuple[float, float] = (0.1, 10.0), max_iter: int = 100, dtype=torch.float64,
-               device="cpu") -> Algorithm2Result:
+def algorithm2(problem: PINNProblem, x: ArrayLike | None = None, *, n_grid: int = 128, eta: float = 1.0,
+               alpha0: float = 1.0, band: tuple[float, float] = (0.1, 10.0), max_iter: int = 100,
+                                                                 dtype: torch.dtype = torch.float64,
+               device: str | torch.device = "cpu") -> Algorithm2Result:
     """Algorithm 2: the magnitude of the solution of a linear equation with a high-frequency source.
 
     Writes the equation as N[x, u] = s(x) (eq. 3.22), guesses u_s = alpha s (eq. 3.23),

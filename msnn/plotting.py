@@ -6,7 +6,10 @@ and returns the figure or axes.
 """
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["style", "stage_colors", "plot_loss_histories", "plot_rms_histories", "plot_spectrum",
            "plot_stage_fits", "plot_power_law", "iteration_axis", "plot_seed_errorbars",
@@ -37,7 +40,7 @@ def stage_colors(n: int):
     return [cmap(0.1 + 0.8 * k / max(n - 1, 1)) for k in range(n)]
 
 
-def iteration_axis(stages) -> list[np.ndarray]:
+def iteration_axis(stages: ArrayLike) -> list[np.ndarray]:
     """Cumulative iteration axis (Adam steps + L-BFGS evaluations) for each stage's history."""
     out, start = [], 0
     for s in stages:
@@ -47,7 +50,8 @@ def iteration_axis(stages) -> list[np.ndarray]:
     return out
 
 
-def plot_loss_histories(ax, stages, scale: float = 1.0, label: str = "stage", colors=None):
+def plot_loss_histories(ax: Any, stages: ArrayLike, scale: float = 1.0, label: str = "stage",
+                        colors: Sequence | None = None):
     """Loss of each stage over the cumulative iterations, in data units (loss * (eps * scale)^2)."""
     xs = iteration_axis(stages)
     colors = colors or stage_colors(len(stages))
@@ -58,7 +62,7 @@ def plot_loss_histories(ax, stages, scale: float = 1.0, label: str = "stage", co
     return ax
 
 
-def plot_rms_histories(ax, stages, scale: float = 1.0, colors=None):
+def plot_rms_histories(ax: Any, stages: ArrayLike, scale: float = 1.0, colors: Sequence | None = None):
     """RMS error of the combined model over the cumulative iterations."""
     xs = iteration_axis(stages)
     colors = colors or stage_colors(len(stages))
@@ -69,7 +73,8 @@ def plot_rms_histories(ax, stages, scale: float = 1.0, colors=None):
     return ax
 
 
-def plot_spectrum(ax, values, dx: float, f_d: float | None = None, color="k", label=None):
+def plot_spectrum(ax: Any, values: ArrayLike, dx: float, f_d: float | None = None, color: Any = "k",
+                  label: str | None = None):
     """One-sided amplitude spectrum of uniform samples, with the dominant frequency marked."""
     from .spectrum import amplitude_spectrum
 
@@ -82,7 +87,8 @@ def plot_spectrum(ax, values, dx: float, f_d: float | None = None, color="k", la
     return ax
 
 
-def plot_stage_fits(axes, x, residues, contributions, spectra_dx: float, f_ds):
+def plot_stage_fits(axes: Any, x: ArrayLike, residues: ArrayLike, contributions: ArrayLike, spectra_dx: float,
+                    f_ds: ArrayLike):
     """Per stage: the residue e_n and the stage network eps_n u_n (left), the residue's spectrum (right)."""
     for k, (ax_l, ax_r) in enumerate(axes):
         ax_l.plot(x, residues[k], color="tab:blue", lw=1.5, label=f"$e_{k + 1}$")
@@ -94,7 +100,8 @@ def plot_stage_fits(axes, x, residues, contributions, spectra_dx: float, f_ds):
     return axes
 
 
-def plot_power_law(ax, eps, f_d, alpha: float, f0: float, label: str = "stages", color="k"):
+def plot_power_law(ax: Any, eps: ArrayLike, f_d: ArrayLike, alpha: float, f0: float, label: str = "stages",
+                   color: Any = "k"):
     """Dominant frequency against magnitude of the residues, with the fitted f_d = f0 eps^(-alpha)."""
     eps = np.asarray(eps, dtype=float)
     ax.loglog(eps, f_d, "o", color=color, label=label)
@@ -106,7 +113,8 @@ def plot_power_law(ax, eps, f_d, alpha: float, f0: float, label: str = "stages",
     return ax
 
 
-def plot_seed_errorbars(ax, values, rms, xlabel: str, color="k", label=None, logx: bool = False):
+def plot_seed_errorbars(ax: Any, values: ArrayLike, rms: ArrayLike, xlabel: str, color: Any = "k",
+                        label: str | None = None, logx: bool = False):
     """Mean +- std over seeds of an rms error against a swept setting (cf. Fig. 15(a-c)).
 
     ``rms`` has shape (len(values), n_seeds).
@@ -122,7 +130,8 @@ def plot_seed_errorbars(ax, values, rms, xlabel: str, color="k", label=None, log
     return ax
 
 
-def plot_member_losses(ax, losses, color="k", label=None, lw=0.8, alpha=0.6):
+def plot_member_losses(ax: Any, losses: ArrayLike, color: Any = "k", label: str | None = None, lw: float = 0.8,
+                       alpha: float = 0.6):
     """Training loss of every ensemble member over its iterations (one label for all)."""
     for k, h in enumerate(losses):
         ax.semilogy(np.arange(1, len(h) + 1), h, color=color, lw=lw, alpha=alpha,
@@ -132,7 +141,8 @@ def plot_member_losses(ax, losses, color="k", label=None, lw=0.8, alpha=0.6):
     return ax
 
 
-def plot_kappa_scan(ax, kappa_hat, val_rms, train_rms=None, f_d: float | None = None,
+def plot_kappa_scan(ax: Any, kappa_hat: ArrayLike, val_rms: ArrayLike, train_rms: ArrayLike | None = None,
+                    f_d: float | None = None,
                     n_d: int | None = None):
     """Validation (and training) rms error against kappa_hat, with pi f_d and N_d/6 (cf. Fig. 4(c)).
 

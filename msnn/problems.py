@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 
 from ._common import count as _count
@@ -25,32 +26,32 @@ __all__ = ["eq_2_2", "eq_2_6", "eq_2_6_dx", "code_target_1d", "si_target_2d", "u
            "diffusion_3_44", "finite_difference_points", "exact_profile", "exact_derivatives", "exact_residual"]
 
 
-def eq_2_2(x):
+def eq_2_2(x: ArrayLike):
     """u_g(x) = sin(2x + 1) + 0.2 exp(1.3x), the 1D target of eq. (2.2) (Figs. 1, 5, 15)."""
     x = np.asarray(x, dtype=np.float64)
     return np.sin(2 * x + 1) + 0.2 * np.exp(1.3 * x)
 
 
-def eq_2_6(x, m: float):
+def eq_2_6(x: ArrayLike, m: float):
     """u(x) = (1 - x^2/2) cos(m (x + 0.5 x^3)), the high-frequency target of eq. (2.6) (Figs. 2-4)."""
     x = np.asarray(x, dtype=np.float64)
     return (1 - x ** 2 / 2) * np.cos(m * (x + 0.5 * x ** 3))
 
 
-def eq_2_6_dx(x, m: float):
+def eq_2_6_dx(x: ArrayLike, m: float):
     """du/dx of eq. (2.6): -x cos(m s) - (1 - x^2/2) m (1 + 1.5 x^2) sin(m s), s = x + 0.5 x^3 (Fig. 2(c))."""
     x = np.asarray(x, dtype=np.float64)
     s = x + 0.5 * x ** 3
     return -x * np.cos(m * s) - (1 - x ** 2 / 2) * m * (1 + 1.5 * x ** 2) * np.sin(m * s)
 
 
-def code_target_1d(x):
+def code_target_1d(x: ArrayLike):
     """ln(x + 2) cos(2x + x^3): the default target of the authors' regression code."""
     x = np.asarray(x, dtype=np.float64)
     return np.log(x + 2) * np.cos(2 * x + x ** 3)
 
 
-def si_target_2d(x, y):
+def si_target_2d(x: ArrayLike, y: ArrayLike):
     """u_g(x, y) = [sin(2x + 1) - 0.5 x](1 - y^2), the 2D target of the SI-MSNN paper (Fig. 1 there)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -87,7 +88,7 @@ def ode_3_3() -> PINNProblem:
                        exact=lambda x: np.exp(np.asarray(x)[:, 0]) - np.asarray(x)[:, 0] - 1, name="eq. (3.3)")
 
 
-def poisson_exact(x, k: int = 6) -> np.ndarray:
+def poisson_exact(x: ArrayLike, k: int = 6) -> np.ndarray:
     """u_g = sin(k pi x) sin(k pi y) / [2 (k pi)^2], eq. (3.21) for k = 6."""
     x = np.asarray(x, dtype=np.float64)
     return np.sin(k * np.pi * x[:, 0]) * np.sin(k * np.pi * x[:, 1]) / (2 * (k * np.pi) ** 2)
@@ -172,7 +173,7 @@ def _check_lambda(lam: float) -> float:
     return lam
 
 
-def exact_profile(y, lam: float = 0.5, C: float = 1.0) -> np.ndarray:
+def exact_profile(y: ArrayLike, lam: float = 0.5, C: float = 1.0) -> np.ndarray:
     """The odd self-similar profile U(y) of eq. (D.6), ``y = -U - C sgn(U) |U|^(1+1/lambda)``.
 
     With ``a = |U|`` and ``p = 1 + 1/lambda`` the relation is ``a + C a^p = |y|``, whose
@@ -208,7 +209,7 @@ def exact_profile(y, lam: float = 0.5, C: float = 1.0) -> np.ndarray:
     return -np.sign(y) * a
 
 
-def exact_derivatives(y, lam: float = 0.5, C: float = 1.0, order: int = 4) -> np.ndarray:
+def exact_derivatives(y: ArrayLike, lam: float = 0.5, C: float = 1.0, order: int = 4) -> np.ndarray:
     """U and its derivatives up to ``order`` (<= 4) along the profile (D.6), shape (order+1, ...).
 
     With ``y(U) = -U - C sgn(U)|U|^p`` explicit, the derivatives of the inverse
@@ -242,7 +243,7 @@ def exact_derivatives(y, lam: float = 0.5, C: float = 1.0, order: int = 4) -> np
     return np.stack(d[: order + 1])
 
 
-def exact_residual(y, lam: float = 0.5, C: float = 1.0) -> np.ndarray:
+def exact_residual(y: ArrayLike, lam: float = 0.5, C: float = 1.0) -> np.ndarray:
     """The residue of eq. (D.5) evaluated on the exact profile: zero up to round-off."""
     U, U1 = exact_derivatives(y, lam, C, order=1)
     y = np.asarray(y, dtype=np.float64)

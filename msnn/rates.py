@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["power_law_exponent", "root_rate", "loglog_slope", "iterations_to_reach", "time_to_reach"]
 
 
-def power_law_exponent(eps, f_d) -> tuple[float, float]:
+def power_law_exponent(eps: ArrayLike, f_d: ArrayLike) -> tuple[float, float]:
     """Least-squares fit of log f_d = log f_0 - alpha log eps; returns (alpha, f_0)."""
     eps = np.asarray(eps, dtype=float)
     f_d = np.asarray(f_d, dtype=float)
@@ -26,7 +27,7 @@ def power_law_exponent(eps, f_d) -> tuple[float, float]:
     return float(-slope), float(math.exp(icpt))
 
 
-def root_rate(n, eps, p: int = 2) -> dict:
+def root_rate(n: ArrayLike, eps: ArrayLike, p: int = 2) -> dict:
     """Fit log eps = a - n^(1/p) / c; returns c (base e), c10 (eps ~ 10^(-n^(1/p)/c10)), a, r2."""
     n = np.asarray(n, dtype=float)
     eps = np.asarray(eps, dtype=float)
@@ -42,7 +43,7 @@ def root_rate(n, eps, p: int = 2) -> dict:
             "a": float(a), "p": p, "r2": float(1 - ss / tot) if tot > 0 else 1.0}
 
 
-def loglog_slope(n, eps, last_fraction: float = 0.5) -> float:
+def loglog_slope(n: ArrayLike, eps: ArrayLike, last_fraction: float = 0.5) -> float:
     """Slope of log eps against log n over the last ``last_fraction`` of the points."""
     n = np.asarray(n, dtype=float)
     eps = np.asarray(eps, dtype=float)
@@ -67,7 +68,7 @@ def iterations_to_reach(target: float, *, rate: dict | None = None, power: tuple
     raise ValueError("give rate= or power=")
 
 
-def time_to_reach(errors, seconds, thresholds) -> list:
+def time_to_reach(errors: ArrayLike, seconds: ArrayLike, thresholds: ArrayLike) -> list:
     """Cumulative wall time until the error is at or below each threshold (None: never).
 
     Args:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 
 from ._common import CheckpointFile, StagedFit, count, per_stage, resolve_device, settings_key
@@ -246,12 +247,12 @@ class MultistageRegressor(StagedFit):
         widths: Sequence[int] | Sequence[Sequence[int]] = (20, 20, 20),
         adam_steps: int | Sequence[int] | None = None,
         lbfgs_steps: int | Sequence[int] | None = None,
-        schedule=None,
+        schedule: str | Sequence | None = None,
         precision_steps: int | Sequence[int] = 300,
         stage_points: str | None = "auto",
         lr: float = 1e-3,
         kappa_factor: float = 2.0,
-        kappa_hat=None,
+        kappa_hat: ArrayLike | None = None,
         higher_activation: str = "sin",
         target_rms: float | None = None,
         dtype: torch.dtype = torch.float64,
@@ -355,7 +356,7 @@ class MultistageRegressor(StagedFit):
         )
 
     # ------------------------------------------------------------------- fit
-    def fit(self, x, y) -> "MultistageRegressor":
+    def fit(self, x: ArrayLike, y: ArrayLike) -> "MultistageRegressor":
         """Fit the stages to data ``y`` at inputs ``x`` (numpy or torch, any float dtype)."""
         self._validate()
         x = self._check_x(x)
@@ -496,7 +497,7 @@ class MultistageRegressor(StagedFit):
         return xt[ti], target[ti], xt[vi], target[vi]
 
     # --------------------------------------------------------------- predict
-    def predict_stages(self, x) -> np.ndarray:
+    def predict_stages(self, x: ArrayLike) -> np.ndarray:
         """Each stage's contribution eps_j u_j(x) in the units of y, shape (n_stages, M)."""
         self._check_fitted()
         x = self._check_x(x)
@@ -512,7 +513,7 @@ class MultistageRegressor(StagedFit):
                 out[j] *= rec.eps * self.y_scale_
         return out
 
-    def predict(self, x, n_stages: int | None = None) -> np.ndarray:
+    def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
         """The model sum_j eps_j u_j(x) in the units of y (float64, shape (M,)).
 
         Args:
@@ -525,7 +526,7 @@ class MultistageRegressor(StagedFit):
             raise ValueError(f"n_stages must be in [1, {parts.shape[0]}], got {n_stages}")
         return parts[:k].sum(axis=0)
 
-    def rms_error(self, x, y, n_stages: int | None = None) -> float:
+    def rms_error(self, x: ArrayLike, y: ArrayLike, n_stages: int | None = None) -> float:
         """RMS of y - predict(x) in the units of y."""
         y = _to_numpy(y, "y")
         return float(np.sqrt(np.mean((y - self.predict(x, n_stages)) ** 2)))

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -87,7 +88,7 @@ class SpectralModes:
         return SpectralModes(self.k[:n_f], self.theta[:n_f], self.alpha[:n_f], self.amplitude[:n_f],
                              self.grid_shape)
 
-    def evaluate(self, x) -> np.ndarray:
+    def evaluate(self, x: ArrayLike) -> np.ndarray:
         """sum_j alpha_j cos(k_j . x + theta_j) at points x of shape (P, d) (eq. 10)."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim == 1:
@@ -130,7 +131,8 @@ def _bounds(lo, hi, d: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def spectral_modes(u, *, lo=-1.0, hi=1.0) -> SpectralModes:
+def spectral_modes(u: ArrayLike, *, lo: float | Sequence[float] = -1.0,
+                   hi: float | Sequence[float] = 1.0) -> SpectralModes:
     """All half-space Fourier modes of grid values ``u``, sorted by DFT magnitude (Algorithm 1).
 
     Args:
@@ -167,7 +169,7 @@ def spectral_modes(u, *, lo=-1.0, hi=1.0) -> SpectralModes:
     return SpectralModes(k[order], theta[order], alpha[order], amp[order], tuple(shape))
 
 
-def count_primary_modes(u, rel_threshold: float) -> int:
+def count_primary_modes(u: ArrayLike, rel_threshold: float) -> int:
     """Number of half-space modes whose DFT magnitude is at least ``rel_threshold`` times the largest.
 
     One reading of the SI paper's "primary Fourier modes" (its n_f = 1359 for the
@@ -504,7 +506,7 @@ class SIMultistageRegressor(StagedFit):
                  loss: str = "mse", p: float = 10.0, target_rms: float | None = None,
                  dtype: torch.dtype = torch.float64, device: str | torch.device = "auto", seed: int = 0,
                  max_chunk_elements: int = 2 ** 24, checkpoint: str | os.PathLike | None = None,
-                 progress: bool | None = None, verbose: bool = False, schedule=None) -> None:
+                 progress: bool | None = None, verbose: bool = False, schedule: str | Sequence | None = None) -> None:
         # the arguments stored as given (get_params / clone); derived values in _validate
         self.n_stages, self.n_features, self.widths = n_stages, n_features, widths
         self.adam_steps, self.lbfgs_steps, self.lr, self.lr_final = adam_steps, lbfgs_steps, lr, lr_final
@@ -635,7 +637,8 @@ class SIMultistageRegressor(StagedFit):
         return hist, reports
 
     # ------------------------------------------------------------------- fit
-    def fit(self, u, *, lo=-1.0, hi=1.0) -> "SIMultistageRegressor":
+    def fit(self, u: ArrayLike, *, lo: float | Sequence[float] = -1.0,
+            hi: float | Sequence[float] = 1.0) -> "SIMultistageRegressor":
         """Fit the stages to grid values ``u`` on the periodic grid ``lo + n (hi - lo) / N``.
 
         Args:
@@ -709,7 +712,7 @@ class SIMultistageRegressor(StagedFit):
         return self
 
     # --------------------------------------------------------------- predict
-    def predict_stages(self, x) -> np.ndarray:
+    def predict_stages(self, x: ArrayLike) -> np.ndarray:
         """Each stage's contribution eps_j u_j at points x (M, d) in the original
         coordinates, in the units of u; shape (n_stages, M)."""
         self._check_fitted()
@@ -730,7 +733,7 @@ class SIMultistageRegressor(StagedFit):
                 out[j] = net(xt).to(torch.float64).cpu().numpy() * rec.eps_data
         return out
 
-    def predict(self, x, n_stages: int | None = None) -> np.ndarray:
+    def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
         """The model sum_j eps_j u_j at points x (M, d), in the units of u."""
         parts = self.predict_stages(x)
         k = parts.shape[0] if n_stages is None else int(n_stages)

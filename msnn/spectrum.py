@@ -13,9 +13,12 @@ Delaunay triangulation in 2D), then the same recipe applies.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "dominant_frequency",
@@ -37,7 +40,7 @@ def _as_1d(values) -> np.ndarray:
     return v
 
 
-def amplitude_spectrum(values, dx: float, pad: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def amplitude_spectrum(values: ArrayLike, dx: float, pad: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """One-sided amplitude spectrum ``(freqs, |FFT|/N)`` of uniform samples, zero bin included.
 
     Args:
@@ -55,7 +58,8 @@ def amplitude_spectrum(values, dx: float, pad: int = 1) -> tuple[np.ndarray, np.
     return np.fft.rfftfreq(n, d=dx), amp
 
 
-def dominant_frequency(values, dx: float | None = None, *, x=None, pad: int = 1) -> float:
+def dominant_frequency(values: ArrayLike, dx: float | None = None, *, x: ArrayLike | None = None,
+                       pad: int = 1) -> float:
     """Dominant frequency f_d of uniform samples (largest one-sided FFT peak, zero bin dropped).
 
     Give the spacing ``dx`` or the sample locations ``x`` (which must be uniform;
@@ -79,7 +83,7 @@ def dominant_frequency(values, dx: float | None = None, *, x=None, pad: int = 1)
     return float(f[1:][np.argmax(a[1:])])
 
 
-def dominant_frequency_scattered(x, values, n_grid: int | None = None, pad: int = 1):
+def dominant_frequency_scattered(x: ArrayLike, values: ArrayLike, n_grid: int | None = None, pad: int = 1):
     """Dominant frequency of scattered samples, per axis.
 
     The samples are interpolated onto a uniform grid spanning their bounding box
@@ -137,7 +141,7 @@ class Spectrum2D:
         return (self.fx, self.fy)
 
 
-def dominant_frequency_2d(grid, spacing, pad: int = 1) -> Spectrum2D:
+def dominant_frequency_2d(grid: ArrayLike, spacing: float | Sequence[float], pad: int = 1) -> Spectrum2D:
     """Dominant frequency of samples on a uniform 2D grid (eq. 3.18 reads it per axis).
 
     Args:

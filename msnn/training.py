@@ -22,7 +22,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -76,7 +76,7 @@ def _check_steps(name: str, n) -> int:
 
 
 def train(
-    params,
+    params: Iterable[torch.Tensor] | torch.nn.Module,
     loss_fn: Callable[[], torch.Tensor],
     *,
     adam_steps: int = 5000,

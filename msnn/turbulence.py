@@ -37,6 +37,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 
 __all__ = [
@@ -78,7 +79,7 @@ def _check_field(w, name="omega") -> torch.Tensor:
     return w
 
 
-def stream_function(omega) -> torch.Tensor:
+def stream_function(omega: ArrayLike) -> torch.Tensor:
     """psi from lap psi = -omega on [0, 2 pi)^2 (exact per Fourier mode; zero mean)."""
     w = _check_field(omega)
     n = w.shape[0]
@@ -86,7 +87,7 @@ def stream_function(omega) -> torch.Tensor:
     return torch.fft.irfft2(torch.fft.rfft2(w) * inv_k2, s=(n, n))
 
 
-def kinetic_energy(omega) -> float:
+def kinetic_energy(omega: ArrayLike) -> float:
     """Kinetic energy 0.5 <u^2 + v^2> (spatial mean) of the flow with vorticity omega."""
     w = _check_field(omega)
     n = w.shape[0]
@@ -97,8 +98,8 @@ def kinetic_energy(omega) -> float:
     return float(0.5 * torch.mean(u ** 2 + v ** 2))
 
 
-def mcwilliams_vorticity(n: int, *, seed: int = 0, energy: float = 0.5, dtype=torch.float64,
-                         device="cpu") -> torch.Tensor:
+def mcwilliams_vorticity(n: int, *, seed: int = 0, energy: float = 0.5, dtype: torch.dtype = torch.float64,
+                         device: str | torch.device = "cpu") -> torch.Tensor:
     """Random initial vorticity with the McWilliams (1984) spectrum ``|psi^|^2 ~ k^-1 [1 + (k/6)^4]^-1``.
 
     Complex Gaussian amplitudes (drawn on the CPU from ``numpy.random.default_rng(seed)``,
@@ -134,7 +135,7 @@ def _rhs(w_h, kx, ky, inv_k2, keep, k2, nu, n):
     return -adv_h - nu * k2 * w_h
 
 
-def solve_vorticity(omega0, *, re: float, t_end: float, cfl: float = 0.5, max_steps: int = 1_000_000,
+def solve_vorticity(omega0: ArrayLike, *, re: float, t_end: float, cfl: float = 0.5, max_steps: int = 1_000_000,
                     energy_every: int = 0) -> dict:
     """Integrate the 2D vorticity equation from omega0 to t_end with SSP-RK3 (see the module doc).
 
@@ -191,7 +192,7 @@ def solve_vorticity(omega0, *, re: float, t_end: float, cfl: float = 0.5, max_st
     return out
 
 
-def power_spectrum(field, *, length: float = 2 * math.pi, n_bins: int = 200, k_max: float | None = None):
+def power_spectrum(field: ArrayLike, *, length: float = 2 * math.pi, n_bins: int = 200, k_max: float | None = None):
     """Angle-averaged power spectrum ``E(k) = sum_{|k| in bin} |f~(k)|^2`` (eq. 13 of the SI paper).
 
     ``f~ = FFT(f) / N^2`` (so that sum E = mean f^2, Parseval); the bins split
@@ -256,7 +257,8 @@ class TurbulenceSnapshot:
 
 
 def decaying_turbulence(n: int = 512, *, re: float = 2000.0, t_end: float = 1.25, seed: int = 0,
-                        cfl: float = 0.5, energy: float = 0.5, device="cpu", dtype=torch.float64,
+                        cfl: float = 0.5, energy: float = 0.5, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float64,
                         cache_dir: str | os.PathLike | None = None) -> TurbulenceSnapshot:
     """The SI paper's data: a snapshot of 2D decaying turbulence (McWilliams initial field).
 
@@ -291,7 +293,7 @@ def decaying_turbulence(n: int = 512, *, re: float = 2000.0, t_end: float = 1.25
     return snap
 
 
-def fourier_truncate(field, n: int) -> np.ndarray:
+def fourier_truncate(field: ArrayLike, n: int) -> np.ndarray:
     """The field resampled on an n x n grid by keeping its Fourier modes ``|m_x|, |m_y| < n/2``.
 
     For a field whose spectrum lies inside that band this is exact (spectral
@@ -316,7 +318,7 @@ def fourier_truncate(field, n: int) -> np.ndarray:
     return np.real(np.fft.ifft2(out)) * n ** 2
 
 
-def spectral_match(target, model, *, rel_tol: float = 0.01, length: float = 2 * math.pi,
+def spectral_match(target: ArrayLike, model: ArrayLike, *, rel_tol: float = 0.01, length: float = 2 * math.pi,
                    n_bins: int = 200) -> float:
     """Largest k such that E(k) of ``model`` is within ``rel_tol`` of the target's in every
     bin up to k (eq. 13 spectra, :func:`power_spectrum`); 0 if the first such bin misses.
@@ -342,7 +344,7 @@ def spectral_match(target, model, *, rel_tol: float = 0.01, length: float = 2 * 
     return k_ok
 
 
-def spectral_centroid(field, *, length: float = 2 * math.pi) -> float:
+def spectral_centroid(field: ArrayLike, *, length: float = 2 * math.pi) -> float:
     """Power-weighted mean wavenumber sum k E(k) / sum E(k) of a field (where its energy sits)."""
     k, E = power_spectrum(field, length=length, n_bins=200)
     if E.sum() == 0:

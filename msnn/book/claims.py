@@ -69,7 +69,7 @@ class Rule:
     a: float | None = None
     b: float | None = None
 
-    def check(self, v) -> bool | None:
+    def check(self, v: float) -> bool | None:
         if self.kind == "report":
             return None
         if self.kind == "is_true":

@@ -30,6 +30,8 @@ are stale. ``run`` and ``build`` regenerate them too.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import argparse
 import glob
 import json
@@ -59,7 +61,7 @@ def _strip_warning_paths(text: str) -> str:
     return _SHOWN_WARNING.sub(r"\1: \2\n", text)
 
 
-def tidy_executed(nb) -> None:
+def tidy_executed(nb: Any) -> None:
     """What the rendered page shows of an executed chapter, set in place.
 
     * papermill injects the run's parameters after the cell tagged ``parameters``;
@@ -223,9 +225,6 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
             else:  # a fresh run: its wall time is the whole chapter's
                 shutil.rmtree(ckdir)
         os.environ[CHECKPOINT_ENV] = ckdir
-    elif resume:
-        raise BookError("--resume continues a full or paper run from its stage checkpoints; "
-                        "quick runs keep none")
     if os.path.exists(claims_tmp):
         os.remove(claims_tmp)
     watcher = _Watcher(slug, partial, _previous_durations(root, slug, profile),
@@ -280,7 +279,7 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
             "device": claims.get("device", "?")}
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     root = _root()
     if args.profile not in PROFILES:
         raise BookError(f"unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}")
@@ -291,6 +290,8 @@ def cmd_run(args) -> int:
 
         if not torch.cuda.is_available():
             raise BookError(f"--device {args.device} asked for, but no GPU is visible to torch")
+    if args.resume and args.profile not in ("full", "paper"):
+        raise BookError("--resume continues a full or paper run from its stage checkpoints; quick runs keep none")
     picked = _select(root, args.chapters)
     for slug in picked:  # fail early on a malformed source, before hours of running
         _read_source(chapter_sources(root)[slug])
@@ -307,7 +308,7 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_build(args) -> int:
+def cmd_build(args: argparse.Namespace) -> int:
     root = _root()
     for path in _write_scorecard(root):  # the landing page's chapter map and scorecard, from the claims
         print(f"updated {os.path.relpath(path, root)}", flush=True)
@@ -333,7 +334,7 @@ def _write_scorecard(root: str) -> list[str]:
         raise BookError(str(exc)) from None
 
 
-def cmd_scorecard(args) -> int:
+def cmd_scorecard(args: argparse.Namespace) -> int:
     from . import scorecard
 
     root = _root()
@@ -350,7 +351,7 @@ def cmd_scorecard(args) -> int:
     return 0
 
 
-def cmd_wheels(args) -> int:
+def cmd_wheels(args: argparse.Namespace) -> int:
     os.makedirs(args.dir, exist_ok=True)
     plats = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any"]
     cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", args.python_version,
@@ -376,7 +377,7 @@ def _duration(seconds) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
-def cmd_list(args) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     root = _root()
     print(f"{'chapter':<26} {'profile':<8} {'device':<7} {'finished':<20} {'wall':>12} "
           f"{'PASS':>5} {'FAIL':>5} {'REPORT':>6}")

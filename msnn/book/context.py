@@ -11,6 +11,8 @@ chapter).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import os
 import sys
 import warnings
@@ -73,7 +75,8 @@ def chapter_context(chapter: str, profile: str, device: str = "auto", seed: int 
     return ChapterContext(chapter, profile, dev, int(seed), ClaimTable(chapter, profile, dev.type))
 
 
-def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any | None = None, line: str | None = None) -> None:
     """Write a warning as ``Category: message`` (the ``warnings.showwarning`` of chapters).
 
     The default shows where the warning was raised, which in a notebook is a file of

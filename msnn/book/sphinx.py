@@ -18,6 +18,8 @@ Enabled in ``_config.yml`` (``sphinx.extra_extensions``: ``msnn.book.sphinx``):
 """
 from __future__ import annotations
 
+from typing import Any
+
 import re
 
 _BARS = re.compile(r"(?<![\\\w|])\|(?=[^\s|])([^|`]*?[^\s|\\])\|(?![\w|])")
@@ -94,7 +96,7 @@ def _missing_reference(app, env, node, contnode):
 _ABBREVIATIONS = ("eq.", "Eq.", "eqs.", "Fig.", "Figs.", "Sec.", "App.", "cf.", "vs.")
 
 
-def setup(app) -> dict:
+def setup(app: Any) -> dict:
     from sphinx.ext import autosummary
 
     extra = tuple(a for a in _ABBREVIATIONS if a not in autosummary.WELL_KNOWN_ABBREVIATIONS)
