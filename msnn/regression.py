@@ -531,6 +531,29 @@ class MultistageRegressor(StagedFit):
         y = _to_numpy(y, "y")
         return float(np.sqrt(np.mean((y - self.predict(x, n_stages)) ** 2)))
 
+    def power_law_points(self, x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """``(eps, f_d)`` of every residue, for the power law f_d ~ eps^(-alpha) (eq. 2.11, Fig. 5e).
+
+        The residues fed to stages 2, 3, ... (their RMS ``eps_data`` and the dominant
+        frequency each stage was built from), then the residue ``y - predict(x)`` left
+        after the last stage, its RMS and its dominant frequency. ``x`` must be a uniform
+        1D grid (its spacing is ``x[1] - x[0]``); the counterpart for PINNs is
+        :meth:`msnn.MultistagePINN.power_law_points`.
+
+        Raises:
+            ValueError: 2D inputs, or fewer than two points.
+        """
+        self._check_fitted()
+        x = self._check_x(x)
+        if x.shape[1] != 1 or x.shape[0] < 2:
+            raise ValueError(f"power_law_points needs a uniform 1D grid, got inputs of shape {x.shape}")
+        eps = [s.eps_data for s in self.stages_[1:]]
+        fds = [s.f_d[0] for s in self.stages_[1:]]
+        res = _to_numpy(y, "y") - self.predict(x)
+        eps.append(float(np.sqrt(np.mean(res ** 2))))
+        fds.append(dominant_frequency(res, x[1, 0] - x[0, 0]))
+        return np.array(eps), np.array(fds)
+
     @property
     def n_weights_(self) -> int:
         """Total weights (no biases) over the fitted stages."""

@@ -146,3 +146,16 @@ def test_predict_before_fit_and_wrong_features(two_stage):
     assert issubclass(NotFittedError, ValueError) and issubclass(NotFittedError, AttributeError)
     with pytest.raises(ValueError, match="features"):
         two_stage.predict(np.zeros((3, 2)))
+
+
+def test_power_law_points_are_the_residues_of_every_stage(two_stage):
+    from msnn import dominant_frequency
+
+    eps, fd = two_stage.power_law_points(X, Y)
+    # the residue stage 2 was built from, then the one left after stage 2
+    assert eps.shape == fd.shape == (2,)
+    assert eps[0] == two_stage.stages_[1].eps_data and fd[0] == two_stage.stages_[1].f_d[0]
+    assert eps[1] == pytest.approx(two_stage.rms_error(X, Y), rel=1e-15)
+    assert fd[1] == dominant_frequency(Y - two_stage.predict(X), X[1] - X[0])
+    with pytest.raises(ValueError, match="uniform 1D grid"):
+        two_stage.power_law_points(np.zeros((5, 2)), np.zeros(5))

@@ -306,3 +306,12 @@ def test_use_msnn_examples_match_the_api():
                         assert arg in params, f"book/use-msnn.md passes {arg}= (via **{name}) to {target.__qualname__}"
                     continue
                 assert kw.arg in params, f"book/use-msnn.md passes {kw.arg}= to {target.__qualname__}"
+
+
+def test_every_chapter_of_the_book_says_what_it_reproduces():
+    from msnn.book.chapters import read_chapters
+
+    chapters = read_chapters(ROOT)
+    assert len(chapters) >= 11
+    missing = [c.slug for c in chapters if c.paper is None or not c.sections]
+    assert not missing, f"chapters without an msnn block (paper, sections) in their front matter: {missing}"
