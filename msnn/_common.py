@@ -139,6 +139,11 @@ class ParamsMixin:
         return [p.name for p in sig.parameters.values()
                 if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
+    def _store_params(self, given: dict) -> None:
+        """Store every constructor argument as given: ``self._store_params(locals())`` in ``__init__``."""
+        for name in self._param_names():
+            setattr(self, name, given[name])
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor arguments, as given."""
         return {name: getattr(self, name) for name in self._param_names()}

@@ -212,38 +212,7 @@ class MultistagePINN(ParamsMixin):
                  dtype: torch.dtype = torch.float64, device: str | torch.device = "auto", seed: int = 0,
                  progress: bool | None = None, checkpoint: str | os.PathLike | None = None) -> None:
         # the arguments stored as given (get_params / clone); derived values in _validate
-        self.problem = problem
-        self.orders = orders
-        self.eps_beta = eps_beta
-        self.n_stages = n_stages
-        self.widths = widths
-        self.adam_steps = adam_steps
-        self.lbfgs_steps = lbfgs_steps
-        self.schedule = schedule
-        self.precision_steps = precision_steps
-        self.lr = lr
-        self.lr_schedule = lr_schedule
-        self.n_collocation = n_collocation
-        self.resample_every = resample_every
-        self.sampler = sampler
-        self.margin = margin
-        self.extra_points = extra_points
-        self.gamma = gamma
-        self.gpinn = gpinn
-        self.gamma_g = gamma_g
-        self.rar = rar
-        self.eps0 = eps0
-        self.kappa_hat0 = kappa_hat0
-        self.factor = factor
-        self.n_grid = n_grid
-        self.pad = pad
-        self.algorithm3_n0 = algorithm3_n0
-        self.init = init
-        self.dtype = dtype
-        self.device = device
-        self.seed = seed
-        self.progress = progress
-        self.checkpoint = checkpoint
+        self._store_params(locals())
         self._validate()
 
     def _validate(self) -> None:

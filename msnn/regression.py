@@ -266,25 +266,7 @@ class MultistageRegressor(StagedFit):
         # scikit-learn's contract: the arguments are stored as given (get_params / clone
         # round-trip); what is derived from them lives in private attributes, made by
         # _validate here (so bad settings fail at once) and again in fit (after set_params)
-        self.n_stages = n_stages
-        self.widths = widths
-        self.adam_steps = adam_steps
-        self.lbfgs_steps = lbfgs_steps
-        self.schedule = schedule
-        self.precision_steps = precision_steps
-        self.stage_points = stage_points
-        self.lr = lr
-        self.kappa_factor = kappa_factor
-        self.kappa_hat = kappa_hat
-        self.higher_activation = higher_activation
-        self.target_rms = target_rms
-        self.dtype = dtype
-        self.device = device
-        self.seed = seed
-        self.init = init
-        self.progress = progress
-        self.checkpoint = checkpoint
-        self.verbose = verbose
+        self._store_params(locals())
         self._validate()
         if dtype == torch.float32:
             warnings.warn(

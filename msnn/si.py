@@ -508,11 +508,7 @@ class SIMultistageRegressor(StagedFit):
                  max_chunk_elements: int = 2 ** 24, checkpoint: str | os.PathLike | None = None,
                  progress: bool | None = None, verbose: bool = False, schedule: str | Sequence | None = None) -> None:
         # the arguments stored as given (get_params / clone); derived values in _validate
-        self.n_stages, self.n_features, self.widths = n_stages, n_features, widths
-        self.adam_steps, self.lbfgs_steps, self.lr, self.lr_final = adam_steps, lbfgs_steps, lr, lr_final
-        self.loss, self.p, self.target_rms, self.dtype, self.device = loss, p, target_rms, dtype, device
-        self.seed, self.max_chunk_elements, self.checkpoint = seed, max_chunk_elements, checkpoint
-        self.progress, self.verbose, self.schedule = progress, verbose, schedule
+        self._store_params(locals())
         self._validate()
 
     def _validate(self) -> None:
