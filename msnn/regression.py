@@ -520,7 +520,7 @@ class MultistageRegressor(StagedFit):
         frequency each stage was built from), then the residue ``y - predict(x)`` left
         after the last stage, its RMS and its dominant frequency. ``x`` must be a uniform
         1D grid (its spacing is ``x[1] - x[0]``); the counterpart for PINNs is
-        :meth:`msnn.MultistagePINN.power_law_points`.
+        :meth:`msnn.multistage_pinn.MultistagePINN.power_law_points`.
 
         Raises:
             ValueError: 2D inputs, or fewer than two points.
