@@ -214,14 +214,16 @@ def test_full_runs_start_afresh_and_resume_only_when_asked(root, capsys):
 
 
 def test_long_runs_report_cell_last_line_and_time_left(root, capsys, monkeypatch):
-    _chapter(root, "01-a.md", body=_STAGE_BODY)
+    # the stage's line is printed by one cell; a silent cell runs after it
+    _chapter(root, "01-a.md", body=_STAGE_BODY.replace(
+        "time.sleep(", "```\n\n```{code-cell} ipython3\nimport os, time\ntime.sleep("))
     monkeypatch.setenv("SLEEP", "3")
     assert book.main(["run", "01", "--profile", "full", "--device", "cpu"]) == 0  # the run the estimate uses
     capsys.readouterr()
     monkeypatch.setenv("MSNN_WATCH_SECONDS", "0.5")
     assert book.main(["run", "01", "--profile", "full", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    # three code cells: the source's parameters, papermill's injected ones, the stage
-    lines = [ln for ln in out.splitlines() if ln.startswith("  01-a: cell 3/3")]
+    # four code cells: the source's parameters, papermill's injected ones, the stage, the silent one
+    lines = [ln for ln in out.splitlines() if ln.startswith("  01-a: cell 4/4")]
     assert lines, out
     assert any("left (cell times of the last run)" in ln and ln.endswith("| stage 1: done") for ln in lines), lines

@@ -165,12 +165,17 @@ class _Watcher(threading.Thread):
         finished = sum(1 for st in states if st == "completed")
         running = next((i for i, st in enumerate(states) if st == "running"), None)
         elapsed = time.perf_counter() - self.t0
+        # the last line printed so far: by the running cell, else by the latest cell before it
+        # that printed (a driver's stage line stays in view while a silent cell runs)
         line = ""
+        last = running if running is not None else finished - 1
         cell = code[running] if running is not None else (code[finished - 1] if finished else None)
-        if cell is not None:
-            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        for c in reversed(code[:last + 1] if last >= 0 else []):
+            text = "".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream")
             lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-            line = lines[-1][:100] if lines else ""
+            if lines:
+                line = lines[-1][:100]
+                break
         msg = f"  {self.slug}: cell {finished + (running is not None)}/{len(code)}, {_duration(elapsed)} elapsed"
         prev = self.previous
         if prev and len(prev) == len(code):
@@ -235,7 +240,7 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
         pm.execute_notebook(
             inp, partial, parameters={"profile": profile, "device": device, "seed": seed},
             kernel_name="python3", cwd=os.path.join(root, "book"), progress_bar=sys.stdout.isatty(),
-            log_output=False)
+            log_output=False, autosave_cell_every=10)  # the watcher reads what is saved
     except pm.PapermillExecutionError as exc:
         failed = os.path.join(root, "book", "_failed")
         os.makedirs(failed, exist_ok=True)
