@@ -56,7 +56,7 @@ from .networks import StageNetwork
 from .pinn import gamma_bound, magnitude_estimate, sample_collocation
 from .spectrum import dominant_frequency
 from .phases import Phase, levenberg_marquardt, parse_schedule
-from .training import TrainHistory, train
+from .training import TrainHistory, merge_histories, train
 
 __all__ = [
     "network_jet", "odd_jet", "residual_jet",
@@ -407,30 +407,25 @@ def _train_phases(model: "BurgersSolution", phases, loss_fn, rows, rows_and_jaco
                   progress, desc: str) -> TrainHistory:
     """Run a round's phases one after the other; one TrainHistory for all of them."""
     t0 = time.perf_counter()
-    losses, counts, reports = [], {"adam": 0, "lbfgs": 0, "lbfgs_evaluations": 0, "lm": 0}, []
+    parts, reports, lm_steps = [], [], 0
     stopped, final_loss = "budget", math.nan
     for ph in phases:
         if ph.kind in ("adam", "lbfgs"):
             h = train(model.trainable(), loss_fn, adam_steps=ph.steps if ph.kind == "adam" else 0,
                       lbfgs_steps=ph.steps if ph.kind == "lbfgs" else 0, lr=ph.opt("lr", lr),
                       progress=progress, desc=desc, fast=False)
-            losses.append(np.asarray(h.loss, dtype=float))
-            counts["adam"] += h.adam_steps
-            counts["lbfgs"] += h.lbfgs_iterations
-            counts["lbfgs_evaluations"] += h.lbfgs_evaluations
+            parts.append(h)
             stopped, final_loss = h.stopped, float(h.final_loss)
         else:
             rep = levenberg_marquardt(model.trainable(), rows, ph.steps, damping=ph.opt("damping", 1e-3),
                                       patience=ph.opt("patience", 25), min_gain=ph.opt("min_gain", 1e-3),
                                       score=record, progress=progress, desc=f"{desc} lm", jacobian=rows_and_jacobian)
-            losses.append(np.asarray(rep.history[1:], dtype=float))
-            counts["lm"] += rep.steps
+            parts.append(TrainHistory(loss=np.asarray(rep.history[1:], dtype=float)))
+            lm_steps += rep.steps
             reports.append(rep.summary())
             stopped, final_loss = rep.stopped, float(rep.loss_after)
-    hist = TrainHistory(loss=np.concatenate(losses) if losses else np.zeros(0), adam_steps=counts["adam"],
-                        lbfgs_iterations=counts["lbfgs"], lbfgs_evaluations=counts["lbfgs_evaluations"],
-                        final_loss=final_loss, seconds=time.perf_counter() - t0, stopped=stopped,
-                        extra={"lm_iterations": counts["lm"], "phases": [str(p) for p in phases], "lm": reports})
+    hist = merge_histories(parts, seconds=time.perf_counter() - t0, stopped=stopped, final_loss=final_loss,
+                           extra={"lm_iterations": lm_steps, "phases": [str(p) for p in phases], "lm": reports})
     return hist
 
 

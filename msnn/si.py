@@ -46,7 +46,7 @@ from ._common import CheckpointFile, StagedFit, count, resolve_device, settings_
 from .networks import xavier_std
 from .phases import least_squares, schedule_for
 from .regression import _per_stage  # one value or one per stage, counts checked
-from .training import TrainHistory, show_progress, train
+from .training import TrainHistory, merge_histories, show_progress, train
 
 __all__ = [
     "SpectralModes",
@@ -586,7 +586,7 @@ class SIMultistageRegressor(StagedFit):
         loss_fn = self._loss_fn(net, xt, target)
         progress = show_progress(self.progress)
         t0 = time.perf_counter()
-        losses, reports, counts = [], [], [0, 0, 0]
+        parts, reports = [], []
         stopped = "budget"
 
         def current() -> float:
@@ -600,10 +600,7 @@ class SIMultistageRegressor(StagedFit):
                 h = train(net, loss_fn, adam_steps=steps, lbfgs_steps=ph.steps if ph.kind == "lbfgs" else 0,
                           lr=ph.opt("lr", self.lr), lr_schedule=self._annealing(steps), target_loss=target_loss,
                           progress=progress, desc=f"{desc} {ph.kind}")
-                losses.append(np.asarray(h.loss, dtype=float))
-                counts[0] += h.adam_steps
-                counts[1] += h.lbfgs_iterations
-                counts[2] += h.lbfgs_evaluations
+                parts.append(h)
                 stopped, done = h.stopped, h.adam_steps + h.lbfgs_iterations
             elif ph.kind == "output-lstsq":
                 net.solve_output_layer(xt, target, mu=ph.opt("mu", 0.0), rcond=ph.opt("rcond", 1e-15))
@@ -622,14 +619,11 @@ class SIMultistageRegressor(StagedFit):
                     rec.append(float(loss.detach()))
                     if (i + 1) % every == 0 or i == ph.steps - 1:
                         net.solve_output_layer(xt, target, mu=mu, rcond=rcond)
-                losses.append(np.asarray(rec, dtype=float))
-                counts[0] += ph.steps
+                parts.append(TrainHistory(loss=np.asarray(rec, dtype=float), adam_steps=ph.steps))
                 stopped, done = "budget", ph.steps
             reports.append({"kind": ph.kind, "steps": int(done), "loss_before": before, "loss_after": current(),
                             "seconds": time.perf_counter() - t1, "stopped": stopped})
-        hist = TrainHistory(loss=np.concatenate(losses) if losses else np.zeros(0), adam_steps=counts[0],
-                            lbfgs_iterations=counts[1], lbfgs_evaluations=counts[2], final_loss=current(),
-                            seconds=time.perf_counter() - t0, stopped=stopped)
+        hist = merge_histories(parts, seconds=time.perf_counter() - t0, stopped=stopped, final_loss=current())
         return hist, reports
 
     # ------------------------------------------------------------------- fit

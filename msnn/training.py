@@ -29,7 +29,7 @@ import torch
 
 from ._common import count
 
-__all__ = ["TrainHistory", "train", "show_progress", "Phase", "parse_schedule", "SCHEDULES"]
+__all__ = ["TrainHistory", "train", "merge_histories", "show_progress", "Phase", "parse_schedule", "SCHEDULES"]
 
 
 def show_progress(progress: bool | None = None) -> bool:
@@ -69,6 +69,20 @@ class TrainHistory:
     @property
     def evaluations(self) -> int:
         return self.adam_steps + self.lbfgs_evaluations
+
+
+def merge_histories(parts: list[TrainHistory], *, seconds: float, stopped: str, final_loss: float,
+                    extra: dict | None = None) -> TrainHistory:
+    """One TrainHistory for a stage trained in several phases: losses concatenated, steps summed.
+
+    Phases that are not Adam or L-BFGS (Levenberg-Marquardt, LSGD) give their part as a
+    TrainHistory too (LSGD's Adam steps as ``adam_steps``; LM's iterations in ``extra``).
+    """
+    return TrainHistory(
+        loss=np.concatenate([np.asarray(h.loss, dtype=float) for h in parts]) if parts else np.zeros(0),
+        adam_steps=sum(h.adam_steps for h in parts), lbfgs_iterations=sum(h.lbfgs_iterations for h in parts),
+        lbfgs_evaluations=sum(h.lbfgs_evaluations for h in parts), final_loss=final_loss, seconds=seconds,
+        stopped=stopped, extra=dict(extra or {}))
 
 
 def _check_steps(name: str, n) -> int:
