@@ -61,7 +61,7 @@ from .training import TrainHistory, merge_histories, train
 __all__ = [
     "network_jet", "odd_jet", "residual_jet",
     "BurgersSolution", "BurgersRun", "train_burgers", "BurgersEval", "evaluate", "split_error",
-    "next_stage_settings",
+    "next_stage_settings", "add_next_stage",
 ]
 
 LAMBDA_SMOOTH = 0.5
@@ -639,3 +639,30 @@ def next_stage_settings(ev: BurgersEval, run: BurgersRun) -> dict:
     ls = run.final["loss_s"]
     return dict(eps=eps, kappa_hat=2 * math.pi * ev.f_d, gamma=gamma_bound(eps ** 2, ev.residue_rms ** 2),
                 eps_lambda=math.sqrt(ls) if ls > 0 else eps)
+
+
+def add_next_stage(model: BurgersSolution, ev: BurgersEval, run: BurgersRun, *,
+                   widths: Sequence[int] = (20, 20, 20), seed: int = 0, lambda_network: bool = False) -> dict:
+    """Add Algorithm 4's next stage to ``model`` from the last round's evaluation and run.
+
+    The stage is one sin-first-layer network with the prefactor and ``kappa_hat`` of
+    :func:`next_stage_settings` (seed ``seed``); with ``lambda_network=True`` also the
+    plain low-frequency network ``eps_lambda U_lambda`` of eq. (4.8) (seed ``seed + 1``)
+    for the smooth error that lambda's own error leaves. Lambda's correction in the new
+    round is scaled by ``eps_lambda = sqrt(L_s)``.
+
+    This is the stage sequence chapters 8 and 11 share: train a round with
+    :func:`train_burgers`, :func:`evaluate` it, call this, and train the next round with
+    the returned ``gamma``.
+
+    Returns:
+        the :func:`next_stage_settings` used (``eps``, ``kappa_hat``, ``gamma``, ``eps_lambda``).
+    """
+    if not model.nets:
+        raise ValueError("the model has no stage yet: add the first with model.add_stage([dict(eps=1.0)])")
+    st = next_stage_settings(ev, run)
+    nets = [dict(eps=st["eps"], kappa_hat=st["kappa_hat"], widths=tuple(widths), seed=int(seed))]
+    if lambda_network:
+        nets.append(dict(eps=st["eps_lambda"], widths=tuple(widths), seed=int(seed) + 1))
+    model.add_stage(nets, lambda_scale=st["eps_lambda"])
+    return st

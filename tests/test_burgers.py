@@ -1,12 +1,14 @@
 """The self-similar Burgers problem: exact profiles, Taylor-mode jets, residue derivatives, lambda."""
+import copy
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from msnn.burgers import (BurgersSolution, evaluate, exact_derivatives, exact_profile, exact_residual,
-                          network_jet, next_stage_settings, odd_jet, residual_jet, split_error, train_burgers)
+from msnn.burgers import (BurgersSolution, add_next_stage, evaluate, exact_derivatives, exact_profile,
+                          exact_residual, network_jet, next_stage_settings, odd_jet, residual_jet, split_error,
+                          train_burgers)
 from msnn.networks import StageNetwork
 
 Y = np.linspace(-2.0, 2.0, 4001)
@@ -279,3 +281,19 @@ def test_output_layer_phases_are_refused_for_burgers(phase):
     m.add_stage([dict(eps=1.0, widths=(8,), seed=0)])
     with pytest.raises(ValueError, match=r"\('lm', n\)"):
         train_burgers(m, gamma=0.5, schedule=[("adam", 5), phase], progress=False)
+
+
+def test_add_next_stage_builds_algorithm_4s_stage():
+    m, run = _first_round(adam_steps=30, lbfgs_steps=0)
+    ev = evaluate(m, 401)
+    st = next_stage_settings(ev, run)
+    b = copy.deepcopy(m)
+    assert add_next_stage(m, ev, run, widths=(8, 8), seed=3) == st
+    assert len(m.nets) == 2 and m.lambda_scale == st["eps_lambda"]
+    assert m.nets[1].first_activation == "sin"
+    add_next_stage(b, ev, run, widths=(8, 8), seed=3, lambda_network=True)  # eq. (4.8): two new networks
+    assert len(b.nets) == 3 and b.nets[2].first_activation == "tanh"
+    for p, q in zip(m.nets[1].parameters(), b.nets[1].parameters()):
+        assert torch.equal(p, q)  # the same seed gives the same high-frequency network
+    with pytest.raises(ValueError, match="no stage yet"):
+        add_next_stage(BurgersSolution(0.6), ev, run)
