@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from msnn.problems import si_target_2d
+import msnn.si as si_module
 from msnn.si import (SIMultistageRegressor, SINetwork, count_primary_modes, lp_loss, si_features,
-                     spectral_modes)
+                     si_grid_features, spectral_modes, tensor_grid_points)
 
 
 def periodic_grid(n, lo=-1.0, hi=1.0):
@@ -131,8 +132,6 @@ def test_si_regressor_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a stage was trained again instead of being resumed")
 
-    import msnn.si as si_module
-
     monkeypatch.setattr(si_module, "train", no_training)
     monkeypatch.setattr(SIMultistageRegressor, "_run_phases", no_training)
     b = SIMultistageRegressor(**kw, checkpoint=ck).fit(u)  # nothing left to train
@@ -221,3 +220,103 @@ def test_bad_si_schedules_raise(schedule, match):
         SIMultistageRegressor(n_stages=3, schedule=schedule)
     with pytest.raises(ValueError, match="hidden layers"):
         SIMultistageRegressor(n_stages=1, widths=(), schedule=[("output-lstsq",)])
+
+
+# ------------------------------------------------------------- the tensor-grid path
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def _random_layer(g, n_f, d, m, scale=30.0):
+    B = (scale * torch.randn(n_f, d, generator=g, dtype=torch.float64)).requires_grad_()
+    b = (math.pi * (2 * torch.rand(n_f, generator=g, dtype=torch.float64) - 1)).requires_grad_()
+    A = torch.rand(n_f, generator=g, dtype=torch.float64)
+    W = torch.randn(n_f, m, generator=g, dtype=torch.float64).requires_grad_()
+    return B, b, A, W
+
+
+@pytest.mark.parametrize("shape, chunk", [((24, 20), None), ((24, 20), 1), ((24, 20), 7), ((24, 20), 60),
+                                          ((6, 5, 4), 3), ((6, 5, 4), None)])
+def test_grid_features_equal_point_features_values_and_gradients(shape, chunk):
+    g = torch.Generator().manual_seed(len(shape) + (chunk or 0))
+    axes = tuple(torch.sort(2 * torch.rand(n, generator=g, dtype=torch.float64) - 1).values for n in shape)
+    B, b, A, W = _random_layer(g, 300, len(shape), 7)
+    x = tensor_grid_points(axes)
+    X = torch.meshgrid(*axes, indexing="ij")  # the order: meshgrid "ij", flattened in C order
+    assert torch.equal(x, torch.stack([t.reshape(-1) for t in X], 1))
+    grid = si_grid_features(axes, B, b, A, W, chunk=chunk)
+    point = si_features(x, B, b, A, W)
+    assert grid.shape == point.shape
+    assert _rel(grid.detach(), point.detach()) <= 1e-13
+    up = torch.randn(point.shape, generator=g, dtype=torch.float64)
+    for a, c in zip(torch.autograd.grad(grid, (B, b, W), up), torch.autograd.grad(point, (B, b, W), up)):
+        assert _rel(a, c) <= 1e-12
+
+
+def test_grid_features_gradcheck():
+    g = torch.Generator().manual_seed(5)
+    axes = (torch.rand(3, generator=g, dtype=torch.float64), torch.rand(4, generator=g, dtype=torch.float64))
+    B, b, A, W = _random_layer(g, 3, 2, 2, scale=2.0)
+    A = A.clone().requires_grad_()
+    # chunk 2 splits the rows of 4 points: both kinds of block are checked
+    assert torch.autograd.gradcheck(lambda *p: si_grid_features(axes, *p, chunk=2), (B, b, A, W))
+    assert torch.autograd.gradcheck(lambda *p: si_grid_features(axes, *p, chunk=8), (B, b, A, W))
+
+
+def test_network_grid_path_equals_point_path():
+    X, Y = periodic_grid(16)
+    u = si_target_2d(X, Y)
+    net = SINetwork(spectral_modes(u).top(100), widths=(8, 8), seed=2)
+    axes = tuple(torch.tensor(-1.0 + 2.0 * np.arange(16) / 16) for _ in range(2))
+    xy = torch.tensor(np.column_stack([X.ravel(), Y.ravel()]))
+    assert torch.equal(tensor_grid_points(axes), xy)
+    grid, point = net.forward_grid(axes), net(xy)
+    assert _rel(grid.detach(), point.detach()) <= 1e-13
+    assert _rel(net(axes).detach(), point.detach()) <= 1e-13
+    assert _rel(net(axes, chunked=False).detach(), point.detach()) <= 1e-13
+    assert _rel(net.last_hidden_grid(axes).detach(), net.last_hidden(xy).detach()) <= 1e-13
+    target = torch.tensor(u.ravel())
+    # 1e-11: the gradient of b is a sum over the grid that cancels ~4000-fold here; both
+    # paths are within about one rounding of its terms of a long-double reference
+    for a, c in zip(torch.autograd.grad(torch.mean((grid - target) ** 2), list(net.parameters())),
+                    torch.autograd.grad(torch.mean((point - target) ** 2), list(net.parameters()))):
+        assert _rel(a, c) <= 1e-11
+
+
+def test_regressor_trains_and_evaluates_stages_by_the_grid_path(monkeypatch):
+    X, Y = periodic_grid(12)
+    u = si_target_2d(X, Y)
+
+    def no_point_path(*args, **kwargs):
+        raise AssertionError("the point path was used on the training grid")
+
+    monkeypatch.setattr(si_module._SIFeatureLinear, "apply", no_point_path)
+    schedule = [("adam", 5), ("lbfgs", 5), ("output-lstsq",), ("lsgd", 3, {"every": 2})]
+    reg = SIMultistageRegressor(n_stages=2, n_features=30, widths=(6,), schedule=schedule, seed=0,
+                                progress=False).fit(u)
+    monkeypatch.undo()
+    xy = reg.grid_points()
+    np.testing.assert_allclose(reg.predict(xy), reg.predict_grid().ravel(), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("axes, match", [
+    ((torch.zeros(4, dtype=torch.float64),), "expected 2 axes"),
+    ((torch.zeros(4, dtype=torch.float64),) * 3, "expected 2 axes"),
+    ((torch.zeros(4, 1, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)), "axis 0 must be a non-empty 1-D"),
+    ((torch.zeros(4, dtype=torch.float64), torch.zeros((), dtype=torch.float64)), "axis 1 must be a non-empty 1-D"),
+    ((torch.zeros(4, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)), "axis 1 must be a non-empty 1-D"),
+    ((torch.zeros(4, dtype=torch.float64), [0.0, 1.0]), "axis 1 must be a non-empty 1-D"),
+    (torch.zeros(4, 2, dtype=torch.float64), "tuple of 1-D"),
+    ((torch.zeros(4, dtype=torch.float64), torch.zeros(3, dtype=torch.float32)), "one dtype and device"),
+    ((torch.zeros(4, dtype=torch.float64, requires_grad=True), torch.zeros(3, dtype=torch.float64)),
+     "no gradient with respect to the axes"),
+])
+def test_bad_axes_raise(axes, match):
+    B, b, A, W = torch.zeros(5, 2, dtype=torch.float64), *(torch.zeros(5, dtype=torch.float64),) * 2, \
+        torch.zeros(5, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=match):
+        si_grid_features(axes, B, b, A, W)
+    if "gradient" not in match:
+        net = SINetwork(spectral_modes(np.random.default_rng(0).standard_normal((8, 8))).top(5), widths=(4,))
+        with pytest.raises(ValueError, match=match):
+            net.forward_grid(axes)
