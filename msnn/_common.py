@@ -8,10 +8,12 @@ here, once.
 from __future__ import annotations
 
 import hashlib
+import math
 import inspect
 import json
 import os
 import warnings
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
@@ -26,6 +28,63 @@ class NotFittedError(ValueError, AttributeError):
 
     A ``ValueError`` and an ``AttributeError``, as in scikit-learn, so that either
     ``except`` clause catches it."""
+
+
+class StepCounts:
+    """``iterations`` and ``evaluations`` of a record with ``adam_steps``, ``lbfgs_iterations``
+    and ``lbfgs_evaluations`` (a training history, a stage record)."""
+
+    @property
+    def iterations(self) -> int:
+        """Adam steps plus L-BFGS iterations (line-search evaluations not counted)."""
+        return self.adam_steps + self.lbfgs_iterations
+
+    @property
+    def evaluations(self) -> int:
+        """Adam steps plus L-BFGS function evaluations (the length of the loss histories)."""
+        return self.adam_steps + self.lbfgs_evaluations
+
+
+@dataclass(kw_only=True)
+class StageRun(StepCounts):
+    """What training did in one stage of a data-fitting driver (regression, SI); the
+    driver's record adds what the stage was built from.
+
+    Attributes:
+        adam_steps, lbfgs_iterations, lbfgs_evaluations: steps run.
+        final_loss: the stage's loss on its normalized target.
+        loss_history: the loss per Adam step and L-BFGS evaluation.
+        rms_after: RMS of the residue left after this stage (normalized units).
+        seconds: wall time of the stage; stopped: why it ended.
+        phases: one summary per training phase (kind, steps, loss before / after,
+            seconds, why it stopped), see :mod:`msnn.phases`.
+    """
+
+    adam_steps: int
+    lbfgs_iterations: int
+    lbfgs_evaluations: int
+    final_loss: float
+    loss_history: np.ndarray = field(repr=False)
+    rms_after: float = math.nan
+    seconds: float = 0.0
+    stopped: str = "budget"
+    phases: list = field(default_factory=list)
+
+
+def float64_array(a: Any, name: str) -> np.ndarray:
+    """``a`` (array-like or tensor) as a float64 numpy array, refused with a ValueError that
+    names it if it is not numeric, empty, or holds NaN or inf."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    try:
+        a = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric: {exc}") from None
+    if a.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return a
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

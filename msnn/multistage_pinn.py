@@ -43,7 +43,7 @@ from .pinn import (RAR, grad, sample_collocation, PINNProblem, StagedSolution, a
                    residual_grid, train_pinn)
 from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, output_layer_norm, round_off, rows_loss, run_phases, schedule_for
 from ._common import CheckpointFile, NotFittedError, ParamsMixin, count as _count, per_stage, settings_key
-from ._common import resolve_device
+from ._common import StepCounts, resolve_device
 from .spectrum import dominant_frequency, dominant_frequency_2d
 
 __all__ = ["MultistagePINN", "PINNStageRecord"]
@@ -53,7 +53,7 @@ from .problems import diffusion_3_44, finite_difference_points  # noqa: E402,F40
 
 
 @dataclass
-class PINNStageRecord:
+class PINNStageRecord(StepCounts):
     """What stage k of Algorithm 4 was given and what it did.
 
     Attributes:
@@ -103,16 +103,6 @@ class PINNStageRecord:
     phases: list = field(default_factory=list)
     output_norm: float = math.nan
     round_off: float = math.nan
-
-    @property
-    def iterations(self) -> int:
-        """Adam steps plus L-BFGS iterations (line-search evaluations not counted)."""
-        return self.adam_steps + self.lbfgs_iterations
-
-    @property
-    def evaluations(self) -> int:
-        """Adam steps plus L-BFGS function evaluations (the length of the loss histories)."""
-        return self.adam_steps + self.lbfgs_evaluations
 
 
 class MultistagePINN(ParamsMixin):

@@ -16,14 +16,15 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
-from ._common import CheckpointFile, StagedFit, count, per_stage, resolve_device, settings_key
+from ._common import CheckpointFile, StagedFit, StageRun, count, per_stage, resolve_device, settings_key
+from ._common import float64_array as _to_numpy
 from .networks import StageNetwork
 from .spectrum import dominant_frequency, dominant_frequency_2d, dominant_frequency_scattered
 from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, output_layer_norm, round_off, run_phases, schedule_for
@@ -41,7 +42,7 @@ class Float32Warning(UserWarning):
 
 
 @dataclass
-class StageRecord:
+class StageRecord(StageRun):
     """One stage of a fitted :class:`MultistageRegressor`.
 
     Attributes:
@@ -54,13 +55,9 @@ class StageRecord:
         kappa: the scale factor kappa = kappa_hat / sqrt(Var) per input axis.
         activation: first-layer activation ("tanh" or "sin").
         widths: hidden widths.
-        adam_steps, lbfgs_iterations, lbfgs_evaluations: steps run.
-        final_loss: the stage's loss on its normalized target e_n / eps_n.
-        loss_history: the stage's loss per Adam step and L-BFGS evaluation.
-        rms_after: RMS of the residue left after this stage (normalized units).
-        seconds: wall time of the stage.
-        phases: one dict per training phase (kind, steps, loss before / after, seconds,
-            why it stopped), see :mod:`msnn.phases`.
+        adam_steps, lbfgs_iterations, lbfgs_evaluations, final_loss, loss_history,
+            rms_after, seconds, stopped, phases: what training did (:class:`msnn._common.StageRun`);
+            the loss is on the normalized target e_n / eps_n.
         output_norm: ||w_out||_1 of the stage's output layer (weights and bias).
         round_off: estimated round-off of eps * u in float64 at the training points
             (normalized units): float64 against long-double evaluation of the stage.
@@ -75,15 +72,6 @@ class StageRecord:
     kappa: list
     activation: str
     widths: tuple
-    adam_steps: int
-    lbfgs_iterations: int
-    lbfgs_evaluations: int
-    final_loss: float
-    loss_history: np.ndarray = field(repr=False)
-    rms_after: float = math.nan
-    seconds: float = 0.0
-    stopped: str = "budget"
-    phases: list = field(default_factory=list)
     output_norm: float = math.nan
     round_off: float = math.nan
     n_train: int = 0
@@ -111,20 +99,6 @@ def choose_kappa_hat(f_d: float, n_points: int, factor: float = 2.0) -> float:
         raise ValueError(f"f_d must be positive, got {f_d}")
     upper = n_points / 6.0
     return float(min(factor * math.pi * f_d, max(math.pi * f_d, upper)))
-
-
-def _to_numpy(a, name: str) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    try:
-        a = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numeric: {exc}") from None
-    if a.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return a
 
 
 def _per_stage(value, n: int, name: str, check_int: bool = True) -> list:

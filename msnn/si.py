@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ._common import CheckpointFile, StagedFit, count, resolve_device, settings_key
+from ._common import CheckpointFile, StagedFit, StageRun, count, float64_array, resolve_device, settings_key
 from .networks import xavier_std
 from .phases import least_squares, schedule_for
 from .regression import _per_stage  # one value or one per stage, counts checked
@@ -117,18 +117,11 @@ def _check_n_f(n_f, available: int) -> int:
 
 
 def _grid_values(u) -> np.ndarray:
-    if isinstance(u, torch.Tensor):
-        u = u.detach().cpu().numpy()
-    try:
-        u = np.asarray(u, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"grid values must be numeric: {exc}") from None
+    u = float64_array(u, "the grid values")
     if u.ndim < 1 or u.ndim > 3:
         raise ValueError(f"expected grid values of shape (N,), (Nx, Ny) or (Nx, Ny, Nz), got {u.shape}")
     if min(u.shape) < 2:
         raise ValueError(f"need at least 2 grid points per axis, got shape {u.shape}")
-    if not np.all(np.isfinite(u)):
-        raise ValueError("grid values contain NaN or inf")
     return u
 
 
@@ -663,7 +656,7 @@ def lp_loss(r: torch.Tensor, p: float = 10.0) -> torch.Tensor:
 
 # --------------------------------------------------------------- the regressor
 @dataclass
-class SIStageRecord:
+class SIStageRecord(StageRun):
     """One stage of a fitted :class:`SIMultistageRegressor`.
 
     Attributes:
@@ -674,13 +667,9 @@ class SIStageRecord:
         top_modes: the norms ``|k|`` of the five largest SI wavenumbers (normalized coordinates).
         widths: hidden widths.
         loss: "mse" or "lp".
-        adam_steps, lbfgs_iterations, lbfgs_evaluations: steps run.
-        final_loss: the stage's loss on its normalized target.
-        loss_history: the loss per Adam step and L-BFGS evaluation.
-        rms_after: RMS of the residue left after this stage, in units of RMS(u).
-        seconds: wall time; stopped: why the stage ended.
-        phases: with a ``schedule``, one summary per phase (kind, steps, loss before
-            and after, seconds, why it stopped); empty for the paper's Adam + L-BFGS.
+        adam_steps, lbfgs_iterations, lbfgs_evaluations, final_loss, loss_history,
+            rms_after, seconds, stopped, phases: what training did (:class:`msnn._common.StageRun`);
+            ``rms_after`` in units of RMS(u), ``phases`` empty for the paper's Adam + L-BFGS.
     """
 
     index: int
@@ -690,15 +679,6 @@ class SIStageRecord:
     top_modes: list
     widths: tuple
     loss: str
-    adam_steps: int
-    lbfgs_iterations: int
-    lbfgs_evaluations: int
-    final_loss: float
-    loss_history: np.ndarray = field(repr=False)
-    rms_after: float = math.nan
-    seconds: float = 0.0
-    stopped: str = "budget"
-    phases: list = field(default_factory=list)
 
     @property
     def steps(self) -> int:

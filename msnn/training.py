@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from ._common import count
+from ._common import StepCounts, count
 
 __all__ = ["TrainHistory", "train", "merge_histories", "show_progress", "Phase", "parse_schedule", "SCHEDULES"]
 
@@ -40,7 +40,7 @@ def show_progress(progress: bool | None = None) -> bool:
 
 
 @dataclass
-class TrainHistory:
+class TrainHistory(StepCounts):
     """What one training run did.
 
     Attributes:
@@ -61,14 +61,6 @@ class TrainHistory:
     seconds: float = 0.0
     stopped: str = "budget"
     extra: dict = field(default_factory=dict)
-
-    @property
-    def iterations(self) -> int:
-        return self.adam_steps + self.lbfgs_iterations
-
-    @property
-    def evaluations(self) -> int:
-        return self.adam_steps + self.lbfgs_evaluations
 
 
 def merge_histories(parts: list[TrainHistory], *, seconds: float, stopped: str, final_loss: float,
