@@ -409,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute chapters with papermill")
     r.add_argument("chapters", nargs="*", help="chapter slugs or numbers (default: all)")
-    r.add_argument("--profile", default="quick", help="quick (CPU, minutes), full (GPU, paper settings), paper")
+    r.add_argument("--profile", default="quick",
+                   help="quick (a CPU, minutes), full (the papers' settings where a claim depends on them; "
+                        "at most about an hour per chapter on one CPU core), paper (the papers' sizes, for a GPU)")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--reference", action="store_true", help="also write the nbval reference (quick only)")
