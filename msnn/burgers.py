@@ -642,14 +642,16 @@ def next_stage_settings(ev: BurgersEval, run: BurgersRun) -> dict:
 
 
 def add_next_stage(model: BurgersSolution, ev: BurgersEval, run: BurgersRun, *,
-                   widths: Sequence[int] = (20, 20, 20), seed: int = 0, lambda_network: bool = False) -> dict:
+                   widths: Sequence[int] = (20, 20, 20), seed: int = 0, lambda_network: bool = False,
+                   lambda_scale: float | None = None) -> dict:
     """Add Algorithm 4's next stage to ``model`` from the last round's evaluation and run.
 
     The stage is one sin-first-layer network with the prefactor and ``kappa_hat`` of
     :func:`next_stage_settings` (seed ``seed``); with ``lambda_network=True`` also the
     plain low-frequency network ``eps_lambda U_lambda`` of eq. (4.8) (seed ``seed + 1``)
     for the smooth error that lambda's own error leaves. Lambda's correction in the new
-    round is scaled by ``eps_lambda = sqrt(L_s)``.
+    round is scaled by ``lambda_scale``, by default ``eps_lambda = sqrt(L_s)`` as the paper
+    suggests (chapter 8 shows when a tighter scale, ``2 sqrt(L_o)``, is the better one).
 
     This is the stage sequence chapters 8 and 11 share: train a round with
     :func:`train_burgers`, :func:`evaluate` it, call this, and train the next round with
@@ -664,5 +666,5 @@ def add_next_stage(model: BurgersSolution, ev: BurgersEval, run: BurgersRun, *,
     nets = [dict(eps=st["eps"], kappa_hat=st["kappa_hat"], widths=tuple(widths), seed=int(seed))]
     if lambda_network:
         nets.append(dict(eps=st["eps_lambda"], widths=tuple(widths), seed=int(seed) + 1))
-    model.add_stage(nets, lambda_scale=st["eps_lambda"])
+    model.add_stage(nets, lambda_scale=st["eps_lambda"] if lambda_scale is None else lambda_scale)
     return st

@@ -295,5 +295,10 @@ def test_add_next_stage_builds_algorithm_4s_stage():
     assert len(b.nets) == 3 and b.nets[2].first_activation == "tanh"
     for p, q in zip(m.nets[1].parameters(), b.nets[1].parameters()):
         assert torch.equal(p, q)  # the same seed gives the same high-frequency network
+    c = copy.deepcopy(b)
+    add_next_stage(c, ev, run, lambda_scale=1e-9)
+    assert c.lambda_scale == 1e-9
+    with pytest.raises(ValueError, match="lambda_scale"):
+        add_next_stage(c, ev, run, lambda_scale=-1.0)
     with pytest.raises(ValueError, match="no stage yet"):
         add_next_stage(BurgersSolution(0.6), ev, run)
