@@ -19,8 +19,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-__all__ = ["NotFittedError", "resolve_device", "per_stage", "count", "settings_key", "CheckpointFile", "StagedFit",
-           "ParamsMixin"]
+__all__ = ["NotFittedError", "resolve_device", "per_stage", "count", "float64_array", "settings_key", "CheckpointFile",
+           "StepCounts", "StageRun", "StagedFit", "ParamsMixin"]
 
 
 class NotFittedError(ValueError, AttributeError):
