@@ -51,6 +51,10 @@ __all__ = ["MultistagePINN", "PINNStageRecord"]
 # eq. (3.44) and its finite-difference estimate live with the other problems (msnn.problems)
 from .problems import diffusion_3_44, finite_difference_points  # noqa: E402,F401  (re-exported)
 
+#: The most points of the residue grid a second-order stage is validated on (a 2D grid of
+#: 128 x 128 fits; a finer one is thinned evenly).
+VALIDATION_GRID_MAX = 2 ** 15
+
 
 @dataclass
 class PINNStageRecord(StepCounts):
@@ -142,7 +146,7 @@ class MultistagePINN(ParamsMixin):
             ``max(n_collocation, 12 kappa_hat, 2 n_parameters)`` collocation points drawn
             at random, the ends included, in nD on the stage's last collocation set topped
             up to 2 n_parameters; the parameters kept are the best on a second random
-            draw), or a list of phases (see
+            draw and on the residue grid of ``n_grid`` points per axis), or a list of phases (see
             :mod:`msnn.phases`; "adam" and "lbfgs" phases run first, through
             :func:`msnn.pinn.train_pinn`). Default: "paper" when ``adam_steps`` or
             ``lbfgs_steps`` is given, else "precision".
@@ -298,6 +302,17 @@ class MultistagePINN(ParamsMixin):
         axes = [np.linspace(lo, hi, self.n_grid) for lo, hi in self.problem.domain]
         pts = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], 1)
         return axes, pts
+
+    def _validation_grid(self) -> torch.Tensor:
+        """The residue grid of :meth:`_grid` as a tensor, every s-th point per axis so that at
+        most VALIDATION_GRID_MAX points remain (the whole grid in the chapters' settings)."""
+        axes, _ = self._grid()
+        s = 1
+        while math.prod(len(a[::s]) for a in axes) > VALIDATION_GRID_MAX:
+            s += 1
+        sub = [a[::s] for a in axes]
+        pts = np.stack([g.ravel() for g in np.meshgrid(*sub, indexing="ij")], 1)
+        return torch.as_tensor(pts, dtype=self.dtype, device=self._device)
 
     def _frequency(self, values: np.ndarray, axes) -> list:
         spacing = [a[1] - a[0] for a in axes]
@@ -544,11 +559,20 @@ class MultistagePINN(ParamsMixin):
         for g in groups:
             g.weight /= ref
         if xv is not None:
+            # The validation rows: the second random draw, the data, and the uniform grid on which
+            # the next stage's eps and f_d are read (eq. 3.18-3.19). Random points alone can miss
+            # a thin ridge where a saturated neuron turns into a step: u barely changes, but its
+            # second derivative puts an O(1) spike into the residue of the grid (seen on eq. 3.44,
+            # where it set the next stage's eps to 1e-2 against an error of 2e-9).
+            xg = self._validation_grid()
             if linear:
                 rv, _ = r_prev(xv)
-                val = [RowGroup(xv, lambda u, x: rv + eps * lin(u, x), 1.0 / ref, "validation")]
+                rg, _ = r_prev(xg)
+                val = [RowGroup(xv, lambda u, x: rv + eps * lin(u, x), 1.0 / ref, "validation"),
+                       RowGroup(xg, lambda u, x: rg + eps * lin(u, x), 1.0 / ref, "grid")]
             else:
-                val = [RowGroup(xv, eq_rows.rows, 1.0 / ref, "validation")]
+                val = [RowGroup(xv, eq_rows.rows, 1.0 / ref, "validation"),
+                       RowGroup(xg, eq_rows.rows, 1.0 / ref, "grid")]
             val.append(RowGroup(xd, data_rows.rows, 1.0 / ref, "data"))
         return run_phases(net, groups, rest, progress=self.progress, desc=f"stage {k + 1}", validation=val)
 

@@ -152,3 +152,39 @@ def test_exact_output_layer_phases_refuse_a_nonlinear_equation():
                          progress=False)
     with pytest.raises(ValueError, match=r"linear in u.*\('lm', m\)"):
         sol.solve()
+
+
+def test_second_order_stages_are_validated_on_the_residue_grid(monkeypatch):
+    # the next stage's eps and f_d are read on the n_grid grid, so the kept parameters must
+    # not make the residue there worse: the grid is among the validation rows
+    import msnn.multistage_pinn as mpm
+
+    seen = []
+    real = mpm.run_phases
+
+    def spy(net, groups, phases, validation=None, **kw):
+        seen.append(validation)
+        return real(net, groups, phases, validation=validation, **kw)
+
+    monkeypatch.setattr(mpm, "run_phases", spy)
+    MultistagePINN(ode_3_3(), orders=(1,), n_stages=1, widths=(8,), precision_steps=3, n_collocation=40,
+                   n_grid=257, device="cpu", progress=False).solve()
+    (val,) = seen
+    grid = {g.name: g for g in val}["grid"]
+    np.testing.assert_allclose(grid.x[:, 0].numpy(), np.linspace(-1.0, 1.0, 257))
+
+
+def test_validation_grid_is_thinned_evenly_past_its_limit():
+    import msnn.multistage_pinn as mpm
+
+    def residual(x, u):
+        return grad(u, x, 1, 0) - grad(u, x, 2, 1)
+
+    p = PINNProblem(residual=residual, domain=[(0, 1), (-1, 1)], data_x=np.zeros((1, 2)), data_u=np.zeros(1))
+    small = MultistagePINN(p, orders=(0, 2), n_grid=128, device="cpu")._validation_grid()
+    assert small.shape == (128 * 128, 2)
+    big = MultistagePINN(p, orders=(0, 2), n_grid=400, device="cpu")._validation_grid()
+    assert big.shape[0] <= mpm.VALIDATION_GRID_MAX
+    t = np.unique(big[:, 0].numpy())
+    assert t[0] == 0.0 and len(t) == len(np.linspace(0, 1, 400)[::3])  # every 3rd of 400: 134^2 = 17956
+    np.testing.assert_allclose(np.diff(t), 3 / 399)
