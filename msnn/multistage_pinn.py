@@ -405,15 +405,64 @@ class MultistagePINN(ParamsMixin):
         self.records_: list[PINNStageRecord] = []
         self.runs_ = []
         self._specs = {}
+        start = self._resume()
+        return self._stages(start, self._n)
+
+    def restage(self, stage: int, *, eps: float | None = None, f_d: Sequence[float] | None = None) -> "MultistagePINN":
+        """A copy of this solution with stage ``stage`` trained afresh from given settings.
+
+        The stages before it are kept as trained (frozen), the later ones are dropped, and
+        the new stage gets the magnitude ``eps`` and/or the dominant frequency ``f_d`` (one
+        value per input axis; kappa_hat = factor * pi * f_d) in place of those read off the
+        residue (eq. 3.18-3.19). Everything else (seed, budget, gamma from eq. 3.32 with the
+        new eps, gamma_g, points) is as in :meth:`solve`. Meant for experiments on what a
+        stage should be given, e.g. a magnitude from the error the residue implies
+        (chapter 7). The copy has no checkpoint.
+
+        Raises:
+            ValueError: not solved, ``stage`` outside 2..(stages trained), neither setting
+                given, a non-positive or non-finite eps, or f_d of the wrong length or sign.
+        """
+        self._check_solved()
+        n_done = len(self.records_)
+        if isinstance(stage, bool) or not isinstance(stage, (int, np.integer)) or not 2 <= stage <= n_done:
+            raise ValueError(f"stage must be an integer from 2 to {n_done} (the stages trained), got {stage!r}")
+        if eps is None and f_d is None:
+            raise ValueError("give eps, f_d or both (otherwise the stage would be the one solve() trained)")
+        if eps is not None and not (math.isfinite(eps) and eps > 0):
+            raise ValueError(f"eps must be finite and positive, got {eps}")
+        if f_d is not None:
+            f_d = [float(v) for v in np.atleast_1d(np.asarray(f_d, dtype=np.float64))]
+            if len(f_d) != self.problem.dim or not all(math.isfinite(v) and v > 0 for v in f_d):
+                raise ValueError(f"f_d needs {self.problem.dim} finite positive frequencies, got {f_d}")
+        k = int(stage) - 1
+        new = type(self)(**{**self.get_params(), "checkpoint": None})
+        new._validate()
+        new.model_ = self._rebuild(k)
+        new.records_ = [PINNStageRecord(**asdict(r)) for r in self.records_[:k]]
+        for r in new.records_:
+            r.widths = tuple(r.widths)
+        new.runs_, new._specs = [], {}
+        return new._stages(k, k + 1, given={"eps": eps, "f_d": f_d})
+
+    def _stages(self, start: int, stop: int, given: dict | None = None) -> "MultistagePINN":
+        """Train stages start..stop-1 (0-based) on top of model_; ``given`` replaces the eps
+        and f_d read off the residue for every stage trained here (see :meth:`restage`)."""
+        p = self.problem
         axes, pts = self._grid()
         exact = p.exact(pts) if p.exact is not None else None
-        start = self._resume()
         self.stopped_ = ""
-        for k in range(start, self._n):
+        for k in range(start, stop):
             u_max = float(np.max(np.abs(self.model_.predict(pts)))) if k > 0 else 0.0
             t0 = time.perf_counter()
             # steps 3-4: the residue of the stages so far (the source for stage 1) sets eps_k and kappa_k
             est = self._estimate(k)
+            if given is not None:
+                if given["eps"] is not None:
+                    est.eps = float(given["eps"])
+                if given["f_d"] is not None:
+                    est.f_d = list(given["f_d"])
+                    est.kappa_hat = [self._factor * math.pi * v for v in est.f_d]
             if k == 0:
                 eps, kh = self._eps0, self.kappa_hat0
             else:

@@ -188,3 +188,44 @@ def test_validation_grid_is_thinned_evenly_past_its_limit():
     t = np.unique(big[:, 0].numpy())
     assert t[0] == 0.0 and len(t) == len(np.linspace(0, 1, 400)[::3])  # every 3rd of 400: 134^2 = 17956
     np.testing.assert_allclose(np.diff(t), 3 / 399)
+
+
+def test_restage_with_the_settings_solve_used_reproduces_the_stage(solved):
+    # the same seed, points, budget and eps: the stage trained afresh is the one solve() trained
+    rec = solved.records_[1]
+    again = solved.restage(2, eps=rec.eps, f_d=rec.f_d)
+    assert len(again.records_) == 2 and len(solved.records_) == 2
+    assert again.records_[1].gamma == pytest.approx(rec.gamma, rel=1e-12)
+    assert again.records_[1].error_rms == pytest.approx(rec.error_rms, rel=1e-9)
+    # stage 1 is shared as trained, frozen
+    np.testing.assert_array_equal(again.predict(np.linspace(-1, 1, 7), 1), solved.predict(np.linspace(-1, 1, 7), 1))
+
+
+def test_restage_uses_the_given_magnitude_and_frequency(solved):
+    rec = solved.records_[1]
+    other = solved.restage(2, eps=10 * rec.eps, f_d=[0.5])
+    new = other.records_[1]
+    assert new.eps == pytest.approx(10 * rec.eps) and new.f_d == [0.5]
+    assert new.kappa_hat == [pytest.approx(2 * math.pi * 0.5)]  # factor 2: kappa_hat = 2 pi f_d
+    assert new.gamma != pytest.approx(rec.gamma)  # eq. (3.32) with the new eps
+    assert other.checkpoint is None
+
+
+@pytest.mark.parametrize("args, kw, msg", [
+    ((1,), dict(eps=1e-8), "stage must be an integer from 2 to 2"),
+    ((3,), dict(eps=1e-8), "stage must be an integer from 2 to 2"),
+    ((2.0,), dict(eps=1e-8), "stage must be an integer"),
+    ((2,), dict(), "give eps, f_d or both"),
+    ((2,), dict(eps=-1.0), "eps must be finite and positive"),
+    ((2,), dict(eps=float("nan")), "eps must be finite and positive"),
+    ((2,), dict(f_d=[1.0, 2.0]), "f_d needs 1 finite positive"),
+    ((2,), dict(f_d=[0.0]), "f_d needs 1 finite positive"),
+])
+def test_restage_refuses_bad_settings(solved, args, kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        solved.restage(*args, **kw)
+
+
+def test_restage_needs_a_solved_run():
+    with pytest.raises(ValueError, match="solve"):
+        _two_stage().restage(2, eps=1e-8)
