@@ -29,6 +29,7 @@ Example (eq. 3.3, two stages, a few seconds on a CPU)::
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -298,20 +299,19 @@ class MultistagePINN(ParamsMixin):
         self._ckpt = CheckpointFile(self.checkpoint)
 
     # ------------------------------------------------------------ diagnostics
-    def _grid(self):
-        axes = [np.linspace(lo, hi, self.n_grid) for lo, hi in self.problem.domain]
+    def _grid(self, stride: int = 1):
+        """The uniform residue grid (every ``stride``-th point per axis): axes and points."""
+        axes = [np.linspace(lo, hi, self.n_grid)[::stride] for lo, hi in self.problem.domain]
         pts = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], 1)
         return axes, pts
 
     def _validation_grid(self) -> torch.Tensor:
         """The residue grid of :meth:`_grid` as a tensor, every s-th point per axis so that at
         most VALIDATION_GRID_MAX points remain (the whole grid in the chapters' settings)."""
-        axes, _ = self._grid()
         s = 1
-        while math.prod(len(a[::s]) for a in axes) > VALIDATION_GRID_MAX:
+        while len(range(0, self.n_grid, s)) ** self.problem.dim > VALIDATION_GRID_MAX:
             s += 1
-        sub = [a[::s] for a in axes]
-        pts = np.stack([g.ravel() for g in np.meshgrid(*sub, indexing="ij")], 1)
+        _, pts = self._grid(s)
         return torch.as_tensor(pts, dtype=self.dtype, device=self._device)
 
     def _frequency(self, values: np.ndarray, axes) -> list:
@@ -439,9 +439,7 @@ class MultistagePINN(ParamsMixin):
         new = type(self)(**{**self.get_params(), "checkpoint": None})
         new._validate()
         new.model_ = self._rebuild(k)
-        new.records_ = [PINNStageRecord(**asdict(r)) for r in self.records_[:k]]
-        for r in new.records_:
-            r.widths = tuple(r.widths)
+        new.records_ = copy.deepcopy(self.records_[:k])
         new.runs_, new._specs = [], {}
         return new._stages(k, k + 1, given={"eps": eps, "f_d": f_d})
 
