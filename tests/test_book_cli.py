@@ -227,3 +227,43 @@ def test_long_runs_report_cell_last_line_and_time_left(root, capsys, monkeypatch
     lines = [ln for ln in out.splitlines() if ln.startswith("  01-a: cell 4/4")]
     assert lines, out
     assert any("left (cell times of the last run)" in ln and ln.endswith("| stage 1: done") for ln in lines), lines
+
+
+_CLAIM_BODY = (
+    "from msnn.book import chapter_context\nfrom msnn.claims import report\n"
+    "ctx = chapter_context('01-a', profile, device, seed)\n"
+    "ctx.claims.add('1', 'profile', '-', profile, report()); ctx.claims.save()")
+
+
+def test_a_quick_run_keeps_a_rendered_full_page_unless_told(root, capsys):
+    import json
+
+    _chapter(root, "01-a.md", body=_CLAIM_BODY)
+    page, claims = root / "book" / "01-a.ipynb", root / "book" / "01-a.claims.json"
+    assert book.main(["run", "01", "--profile", "full", "--device", "cpu"]) == 0
+    full_page, full_claims = page.read_text(), claims.read_text()
+    assert json.loads(full_claims)["run"]["profile"] == "full"
+    capsys.readouterr()
+    # refreshing the nbval reference: the reference is written, the full page and its claims stay
+    assert book.main(["run", "01", "--profile", "quick", "--reference"]) == 0
+    out = capsys.readouterr().out
+    assert "kept the rendered full page of 01-a" in out and "book/_runs/01-a.quick.ipynb" in out
+    assert "not rendered" in out
+    assert page.read_text() == full_page and claims.read_text() == full_claims
+    import nbformat
+
+    ref = nbformat.read(str(root / "tests" / "notebooks" / "01-a.ipynb"), as_version=4)
+    assert ref.metadata["papermill"]["parameters"]["profile"] == "quick"
+    assert json.loads((root / "book" / "_runs" / "01-a.quick.claims.json").read_text())["run"]["profile"] == "quick"
+    # --replace renders it; a full run always replaces a quick page
+    assert book.main(["run", "01", "--profile", "quick", "--replace"]) == 0
+    assert json.loads(claims.read_text())["run"]["profile"] == "quick"
+    assert book.main(["run", "01", "--profile", "full", "--device", "cpu"]) == 0
+    assert json.loads(claims.read_text())["run"]["profile"] == "full"
+
+
+def test_reference_is_refused_before_a_long_run(root, capsys):
+    _chapter(root, "01-a.md", body="raise RuntimeError('must not run')")
+    assert book.main(["run", "01", "--profile", "full", "--reference"]) == 2
+    assert "--reference needs --profile quick" in capsys.readouterr().err
+    assert not (root / "book" / "_runs").exists() and not (root / "book" / "_failed").exists()

@@ -3,7 +3,8 @@ scorecard, fetch wheels for offline GPU nodes.
 
 Usage (from the repository root)::
 
-    python -m msnn.book run [--profile quick|full|paper] [--device auto|cpu|cuda] [--resume] [CHAPTER ...]
+    python -m msnn.book run [--profile quick|full|paper] [--device auto|cpu|cuda] [--resume] [--reference]
+                            [--replace] [CHAPTER ...]
     python -m msnn.book build
     python -m msnn.book list
     python -m msnn.book scorecard [--check]
@@ -16,6 +17,11 @@ receives ``profile``, ``device`` and ``seed``) and writes the executed notebook
 ``book/NN-slug.claims.json``. With ``--reference`` a ``quick`` run also becomes the
 nbval reference ``tests/notebooks/NN-slug.ipynb``. A failing chapter keeps its
 partial notebook in ``book/_failed/`` and never replaces the last good page.
+
+A run never silently replaces a page rendered at a larger profile (quick < full <
+paper): refreshing a ``quick`` nbval reference leaves the rendered ``full`` page, its
+claims and the scorecard as they were, and says where the new run is
+(``book/_runs/NN-slug.quick.ipynb``). ``--replace`` renders the new run anyway.
 
 A ``full`` or ``paper`` run saves every long stage to a checkpoint under
 ``book/_runs/checkpoints/``; a run starts afresh (its wall time is then the whole
@@ -205,8 +211,25 @@ class _Watcher(threading.Thread):
                 print(msg, flush=True)
 
 
+def _rendered_profile(root: str, slug: str) -> str | None:
+    """The profile of the chapter's rendered page, from its claims; None if there is none."""
+    path = os.path.join(root, "book", f"{slug}.claims.json")
+    try:
+        with open(path) as fh:
+            claims = json.load(fh)
+    except (OSError, ValueError):  # no page yet, or an unreadable one: nothing to protect
+        return None
+    prof = claims.get("run", {}).get("profile", claims.get("profile")) if isinstance(claims, dict) else None
+    return prof if prof in PROFILES else None
+
+
+def _outranks(rendered: str | None, profile: str) -> bool:
+    """Whether a page rendered at ``rendered`` is a larger run than one at ``profile``."""
+    return rendered is not None and PROFILES.index(rendered) > PROFILES.index(profile)
+
+
 def _run_one(root: str, slug: str, profile: str, device: str, seed: int, reference: bool,
-             resume: bool = False) -> dict:
+             resume: bool = False, replace: bool = False) -> dict:
     import nbformat
     import papermill as pm
 
@@ -272,16 +295,21 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
     pm_meta["output_path"] = f"book/{slug}.ipynb"
     tidy_executed(executed)
     nbformat.write(executed, partial)
-    shutil.copy(partial, out_nb)
-    with open(os.path.join(root, "book", f"{slug}.claims.json"), "w") as fh:
+    with open(claims_tmp, "w") as fh:
         json.dump(claims, fh, indent=1)
+    rendered = _rendered_profile(root, slug)
+    kept = _outranks(rendered, profile) and not replace
+    if kept:
+        print(f"  kept the rendered {rendered} page of {slug}; this {profile} run is in "
+              f"{os.path.relpath(partial, root)} (--replace renders it)", flush=True)
+    else:
+        shutil.copy(partial, out_nb)
+        shutil.copy(claims_tmp, os.path.join(root, "book", f"{slug}.claims.json"))
     if reference:
-        if profile != "quick":
-            raise BookError("--reference needs --profile quick (nbval re-executes the reference on a CPU)")
         os.makedirs(os.path.join(root, "tests", "notebooks"), exist_ok=True)
         shutil.copy(partial, os.path.join(root, "tests", "notebooks", f"{slug}.ipynb"))
     return {"chapter": slug, "profile": profile, "seconds": wall, "counts": claims.get("counts", {}),
-            "device": claims.get("device", "?")}
+            "device": claims.get("device", "?"), "rendered": not kept}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -297,19 +325,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise BookError(f"--device {args.device} asked for, but no GPU is visible to torch")
     if args.resume and args.profile not in ("full", "paper"):
         raise BookError("--resume continues a full or paper run from its stage checkpoints; quick runs keep none")
+    if args.reference and args.profile != "quick":  # before the run, not after an hour of it
+        raise BookError("--reference needs --profile quick (nbval re-executes the reference on a CPU)")
     picked = _select(root, args.chapters)
     for slug in picked:  # fail early on a malformed source, before hours of running
         _read_source(chapter_sources(root)[slug])
     rows = []
     for i, slug in enumerate(picked, 1):
         print(f"[{i}/{len(picked)}] {slug} ({args.profile}, device {args.device})", flush=True)
-        rows.append(_run_one(root, slug, args.profile, args.device, args.seed, args.reference, args.resume))
+        rows.append(_run_one(root, slug, args.profile, args.device, args.seed, args.reference, args.resume,
+                             args.replace))
     _write_scorecard(root)  # the landing page's scorecard follows the new claims
     print("\nchapter                         profile  device      wall    pass fail report")
     for r in rows:
         c = r["counts"]
         print(f"{r['chapter']:<31} {r['profile']:<8} {str(r['device'])[:10]:<10} {r['seconds']:6.0f}s "
-              f"{c.get('PASS', 0):5d} {c.get('FAIL', 0):4d} {c.get('REPORT', 0):6d}")
+              f"{c.get('PASS', 0):5d} {c.get('FAIL', 0):4d} {c.get('REPORT', 0):6d}"
+              + ("" if r["rendered"] else "  (not rendered: a larger run's page is kept)"))
     return 0
 
 
@@ -415,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--device", default="auto", help="auto, cpu, cuda")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--reference", action="store_true", help="also write the nbval reference (quick only)")
+    r.add_argument("--replace", action="store_true",
+                   help="render this run even over a page from a larger profile (by default a quick run "
+                        "leaves a rendered full or paper page alone)")
     r.add_argument("--resume", action="store_true",
                    help="continue an interrupted full/paper run from its stage checkpoints (by default a run "
                         "starts afresh, so that its wall time is the whole chapter's)")
