@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 __all__ = ["Phase", "RowGroup", "PhaseReport", "RankWarning", "parse_schedule", "schedule_for",
-           "solve_output_layer", "run_phases", "rows_loss", "SCHEDULES", "output_layer_norm", "round_off",
+           "solve_output_layer", "run_phases", "rows_loss", "SCHEDULES", "output_layer_norm", "round_off", "evaluate",
            "ROUND_OFF_FLOOR", "MAX_JACOBIAN_BYTES",
            "levenberg_marquardt", "jacobian_of", "least_squares"]
 
@@ -361,6 +361,26 @@ def output_layer_norm(net: torch.nn.Module) -> float:
     return float(_get_output(net).abs().sum())
 
 
+def evaluate(net: torch.nn.Module, x, dtype=np.longdouble) -> np.ndarray:
+    """The stage network evaluated in numpy at ``dtype`` (default long double), shape (M,).
+
+    ``x`` (a tensor or array, shape (M,) or (M, d)) is converted to ``dtype`` first, so a
+    long-double ``x`` keeps its extra digits. On x86 numpy's longdouble is 80-bit extended
+    precision (64-bit mantissa, about 1e-19), elsewhere often float64 itself.
+    """
+    ps = [p.detach().cpu().numpy()[0] for p in _params(net)]
+    xx = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    h = xx.reshape(xx.shape[0], -1).astype(dtype) * net.kappa.detach().cpu().numpy().astype(dtype)
+    n = len(ps) // 2
+    for l in range(n):
+        h = h @ ps[2 * l].astype(dtype) + ps[2 * l + 1].astype(dtype)[0]
+        if l == 0:
+            h = np.sin(h) if net.first_activation == "sin" else np.tanh(h)
+        elif l < n - 1:
+            h = np.tanh(h)
+    return h[:, 0]
+
+
 def round_off(net: torch.nn.Module, x: torch.Tensor) -> float:
     """RMS difference of the stage evaluated in float64 and in long double (numpy), on ``x``.
 
@@ -368,24 +388,9 @@ def round_off(net: torch.nn.Module, x: torch.Tensor) -> float:
     the terms cancel; this measures it (numpy's longdouble: 80-bit extended
     precision on x86, the same as float64 elsewhere, where it reports 0).
     """
-    ps = [p.detach().cpu().numpy()[0] for p in _params(net)]
-    xx = x.detach().cpu().numpy().reshape(x.shape[0], -1)
-    kappa = net.kappa.detach().cpu().numpy()
-
-    def ev(dt):
-        h = xx.astype(dt) * kappa.astype(dt)
-        n = len(ps) // 2
-        for l in range(n):
-            h = h @ ps[2 * l].astype(dt) + ps[2 * l + 1].astype(dt)[0]
-            if l == 0:
-                h = np.sin(h) if net.first_activation == "sin" else np.tanh(h)
-            elif l < n - 1:
-                h = np.tanh(h)
-        return h[:, 0]
-
     with torch.no_grad():
         f64 = net(x.detach()).cpu().numpy().astype(np.longdouble)
-    return float(np.sqrt(np.mean((f64 - ev(np.longdouble)) ** 2)))
+    return float(np.sqrt(np.mean((f64 - evaluate(net, x)) ** 2)))
 
 
 # ------------------------------------------------------------ least squares

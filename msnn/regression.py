@@ -27,7 +27,7 @@ from ._common import CheckpointFile, StagedFit, StageRun, count, per_stage, reso
 from ._common import float64_array as _to_numpy
 from .networks import StageNetwork
 from .spectrum import dominant_frequency, dominant_frequency_2d, dominant_frequency_scattered
-from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, output_layer_norm, round_off, run_phases, schedule_for
+from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, evaluate, output_layer_norm, round_off, run_phases, schedule_for
 from .training import TrainHistory, show_progress, train
 
 __all__ = ["MultistageRegressor", "StageRecord", "SparseDataWarning", "Float32Warning", "choose_kappa_hat"]
@@ -481,6 +481,30 @@ class MultistageRegressor(StagedFit):
         if not 1 <= k <= parts.shape[0]:
             raise ValueError(f"n_stages must be in [1, {parts.shape[0]}], got {n_stages}")
         return parts[:k].sum(axis=0)
+
+    def predict_longdouble(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
+        """The model evaluated in numpy's long double, shape (M,), dtype ``np.longdouble``.
+
+        The same weights as :meth:`predict`, with every operation (the input's
+        normalization included) in extended precision, so ``predict(x) -
+        predict_longdouble(x)`` is the float64 evaluation's round-off and
+        ``predict_longdouble(x) - y`` the model's error without it. On x86 numpy's
+        longdouble is 80-bit (about 1e-19); where it is float64 the two agree.
+        """
+        self._check_fitted()
+        x = self._check_x(x)
+        if x.shape[1] != self.n_features_in_:
+            raise ValueError(f"x has {x.shape[1]} features but the model was fitted on {self.n_features_in_}")
+        k = len(self.stages_) if n_stages is None else int(n_stages)
+        if not 1 <= k <= len(self.stages_):
+            raise ValueError(f"n_stages must be in [1, {len(self.stages_)}], got {n_stages}")
+        ld = np.longdouble
+        lo, hi = np.asarray(self.x_min_, dtype=ld), np.asarray(self.x_max_, dtype=ld)
+        xn = ld(2) * (x.astype(ld) - lo) / (hi - lo) - ld(1)
+        out = np.zeros(x.shape[0], dtype=ld)
+        for net, rec in zip(self.networks_[:k], self.stages_[:k]):
+            out += evaluate(net, xn, ld) * (ld(rec.eps) * ld(self.y_scale_))
+        return out
 
     def rms_error(self, x: ArrayLike, y: ArrayLike, n_stages: int | None = None) -> float:
         """RMS of y - predict(x) in the units of y."""

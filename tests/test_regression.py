@@ -34,6 +34,50 @@ def test_model_is_sum_of_stages(two_stage):
     np.testing.assert_allclose(two_stage.predict(xe, n_stages=1), parts[0], rtol=0, atol=0)
 
 
+def test_long_double_prediction_is_the_same_model_without_float64_round_off(two_stage):
+    from msnn.phases import evaluate
+
+    xe = np.linspace(-1, 1, 333)
+    ld = two_stage.predict_longdouble(xe)
+    assert ld.dtype == np.longdouble and ld.shape == (333,)
+    # the same weights: float64 and long double agree to float64's rounding of an O(1) sum
+    np.testing.assert_allclose(two_stage.predict(xe), ld.astype(np.float64), rtol=0, atol=1e-14)
+    # stage by stage, the sum of eps_j * y_scale * u_j with u_j from phases.evaluate; X spans [-1, 1],
+    # so the normalization is the identity
+    parts = [evaluate(net, xe.astype(np.longdouble)) * (np.longdouble(r.eps) * np.longdouble(two_stage.y_scale_))
+             for net, r in zip(two_stage.networks_, two_stage.stages_)]
+    extended = np.finfo(np.longdouble).eps < np.finfo(np.float64).eps
+    tol = 1e-17 if extended else 1e-15
+    np.testing.assert_allclose(two_stage.predict_longdouble(xe, n_stages=1).astype(float),
+                               parts[0].astype(float), rtol=0, atol=tol)
+    assert float(np.max(np.abs(ld - parts[0] - parts[1]))) <= tol
+    if extended:  # the evaluations differ: float64 rounds, long double (almost) does not
+        assert 0 < float(np.max(np.abs(two_stage.predict(xe) - ld))) < 1e-14
+    with pytest.raises(ValueError, match="n_stages must be in"):
+        two_stage.predict_longdouble(xe, n_stages=3)
+    with pytest.raises(ValueError, match="features"):
+        two_stage.predict_longdouble(np.zeros((4, 2)))
+    with pytest.raises(Exception, match="fit"):
+        MultistageRegressor(n_stages=1).predict_longdouble(xe)
+
+
+def test_eq_2_2_in_long_double_against_mpmath():
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    xs = np.linspace(-1, 1, 41)
+    exact = np.array([float(mpmath.sin(2 * mpmath.mpf(v) + 1) + mpmath.mpf("0.2") * mpmath.exp(mpmath.mpf("1.3") * mpmath.mpf(v)))
+                      for v in xs])
+    # float64: within 4 ulps of the exact value at the same (float64) x; |u_g| < 2
+    assert np.max(np.abs(eq_2_2(xs) - exact)) <= 4 * 2 * np.finfo(float).eps
+    ld = eq_2_2(xs, np.longdouble)
+    assert ld.dtype == np.longdouble
+    if np.finfo(np.longdouble).eps < np.finfo(np.float64).eps:  # extended precision: 30 digits from mpmath
+        exact_ld = np.array([mpmath.nstr(mpmath.sin(2 * mpmath.mpf(v) + 1) + mpmath.mpf("0.2")
+                                         * mpmath.exp(mpmath.mpf("1.3") * mpmath.mpf(v)), 30) for v in xs])
+        err = np.abs(ld - np.array([np.longdouble(e) for e in exact_ld]))
+        assert float(err.max()) <= 1e-18
+
+
 def test_stage_bookkeeping_eq_2_3_to_2_5(two_stage):
     s0, s1 = two_stage.stages_
     assert s0.eps == pytest.approx(1.0)  # eps_0 = 1 after normalization
