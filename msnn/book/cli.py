@@ -237,7 +237,7 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
     nb = _read_source(src)
     work = os.path.join(root, "book", "_runs")
     os.makedirs(work, exist_ok=True)
-    inp = os.path.join(work, f"{slug}.input.ipynb")
+    inp = os.path.join(work, f"{slug}.{profile}.input.ipynb")  # a quick and a full run may overlap
     partial = os.path.join(work, f"{slug}.{profile}.ipynb")
     claims_tmp = os.path.join(work, f"{slug}.{profile}.claims.json")
     nbformat.write(nb, inp)
