@@ -267,3 +267,37 @@ def test_reference_is_refused_before_a_long_run(root, capsys):
     assert book.main(["run", "01", "--profile", "full", "--reference"]) == 2
     assert "--reference needs --profile quick" in capsys.readouterr().err
     assert not (root / "book" / "_runs").exists() and not (root / "book" / "_failed").exists()
+
+
+def test_text_copies_edited_prose_onto_the_executed_page_and_refuses_changed_code(root, capsys):
+    import nbformat
+
+    _chapter(root, "01-a.md", body=_CLAIM_BODY + "\nprint('computed once')")
+    assert book.main(["run", "01", "--reference"]) == 0
+    src = root / "book" / "01-a.md"
+    page_path, ref_path = root / "book" / "01-a.ipynb", root / "tests" / "notebooks" / "01-a.ipynb"
+    before = nbformat.read(str(page_path), as_version=4)
+    capsys.readouterr()
+    assert book.main(["text", "01"]) == 0  # nothing to copy
+    assert "text unchanged" in capsys.readouterr().out
+    # a corrected heading and a new paragraph between the code cells
+    src.write_text(src.read_text().replace("# A chapter", "# A better chapter\n\nWhat it shows, explained.")
+                   .replace("```{code-cell} ipython3\nfrom", "A new paragraph.\n\n```{code-cell} ipython3\nfrom"))
+    assert book.main(["text", "01"]) == 0
+    assert capsys.readouterr().out.count("text updated, outputs kept") == 2
+    for path in (page_path, ref_path):
+        nb = nbformat.read(str(path), as_version=4)
+        md = [c.source for c in nb.cells if c.cell_type == "markdown"]
+        assert md[0].startswith("# A better chapter") and "What it shows, explained." in md[0]
+        assert "A new paragraph." in md
+        # the executed cells, outputs and papermill's injected parameters are the ones that ran
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert [c.source for c in code] == [c.source for c in before.cells if c.cell_type == "code"]
+        assert "computed once" in "".join(o.get("text", "") for o in code[-1].outputs)
+        assert any("injected-parameters" in c.metadata.get("tags", []) for c in code)
+        nbformat.validate(nb)
+    # changed code needs a run
+    src.write_text(src.read_text().replace("print('computed once')", "print('computed twice')"))
+    assert book.main(["text", "01"]) == 2
+    assert "executed other code" in capsys.readouterr().err
+    assert "computed once" in page_path.read_text()

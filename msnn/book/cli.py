@@ -5,6 +5,7 @@ Usage (from the repository root)::
 
     python -m msnn.book run [--profile quick|full|paper] [--device auto|cpu|cuda] [--resume] [--reference]
                             [--replace] [CHAPTER ...]
+    python -m msnn.book text [CHAPTER ...]
     python -m msnn.book build
     python -m msnn.book list
     python -m msnn.book scorecard [--check]
@@ -29,6 +30,10 @@ chapter's), and ``--resume`` continues an interrupted one from its last saved st
 (its claims record ``"resumed": true``). Every minute (``MSNN_WATCH_SECONDS``) a run
 prints the cell it is in, the last line that cell printed and the time left, estimated
 from the cell times of the last run at the same profile.
+
+``text`` copies a chapter's markdown cells into its rendered page and nbval reference
+when the code cells are the ones they executed (else it refuses): a corrected sentence
+does not need the chapter executed again.
 
 ``scorecard`` rewrites the landing page's generated pages ``book/_generated/`` (see
 :mod:`msnn.book.scorecard`); with ``--check`` it writes nothing and exits 1 if they
@@ -345,6 +350,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _code_cells(nb) -> list[str]:
+    return [c.source.strip() for c in nb.cells
+            if c.cell_type == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+
+
+def cmd_text(args: argparse.Namespace) -> int:
+    """Copy each chapter's text (its markdown cells) into its rendered page and nbval reference,
+    when its code is what they executed: a corrected sentence needs no hour-long run."""
+    import nbformat
+
+    root = _root()
+    for slug in _select(root, args.chapters):
+        src = _read_source(chapter_sources(root)[slug])
+        for path in (os.path.join(root, "book", f"{slug}.ipynb"), os.path.join(root, "tests", "notebooks", f"{slug}.ipynb")):
+            rel = os.path.relpath(path, root)
+            if not os.path.exists(path):
+                print(f"{rel}: missing (run the chapter)", flush=True)
+                continue
+            page = nbformat.read(path, as_version=4)
+            if _code_cells(page) != _code_cells(src):
+                raise BookError(f"{rel} executed other code than book/{slug}.md has now: run the chapter again "
+                                f"(text alone can be copied only onto the same code)")
+            # the executed code cells in order, papermill's injected parameters kept after the cell
+            # tagged ``parameters``; the text around them from the source
+            executed = [c for c in page.cells if c.cell_type == "code"]
+            cells = []
+            for cell in src.cells:
+                if cell.cell_type != "code":
+                    cells.append(nbformat.v4.new_markdown_cell(cell.source, metadata=dict(cell.get("metadata", {})))
+                                 if cell.cell_type == "markdown" else nbformat.v4.new_raw_cell(cell.source))
+                    continue
+                cells.append(executed.pop(0))
+                while executed and "injected-parameters" in executed[0].get("metadata", {}).get("tags", []):
+                    cells.append(executed.pop(0))
+            old = [(c.cell_type, c.source) for c in page.cells]
+            if old == [(c.cell_type, c.source) for c in cells]:
+                print(f"{rel}: text unchanged", flush=True)
+                continue
+            page.cells = cells
+            nbformat.write(page, path)
+            print(f"{rel}: text updated, outputs kept", flush=True)
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     root = _root()
     for path in _write_scorecard(root):  # the landing page's chapter map and scorecard, from the claims
@@ -454,6 +503,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="continue an interrupted full/paper run from its stage checkpoints (by default a run "
                         "starts afresh, so that its wall time is the whole chapter's)")
     r.set_defaults(fn=cmd_run)
+    t = sub.add_parser("text", help="copy chapters' edited text into their rendered pages and nbval references "
+                                    "without executing them (their code must be unchanged)")
+    t.add_argument("chapters", nargs="*", help="chapter slugs or numbers (default: all)")
+    t.set_defaults(fn=cmd_text)
     b = sub.add_parser("build", help="build the HTML book (execution off)")
     b.add_argument("--all", action="store_true", help="rebuild every page")
     b.set_defaults(fn=cmd_build)
