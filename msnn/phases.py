@@ -366,7 +366,8 @@ def evaluate(net: torch.nn.Module, x, dtype=np.longdouble) -> np.ndarray:
 
     ``x`` (a tensor or array, shape (M,) or (M, d)) is converted to ``dtype`` first, so a
     long-double ``x`` keeps its extra digits. On x86 numpy's longdouble is 80-bit extended
-    precision (64-bit mantissa, about 1e-19), elsewhere often float64 itself.
+    precision (64-bit mantissa, about 1e-19), on some platforms quad precision, and on
+    others (Windows, macOS on arm64) float64 itself.
     """
     ps = [p.detach().cpu().numpy()[0] for p in _params(net)]
     xx = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

@@ -487,9 +487,11 @@ class MultistageRegressor(StagedFit):
 
         The same weights as :meth:`predict`, with every operation (the input's
         normalization included) in extended precision, so ``predict(x) -
-        predict_longdouble(x)`` is the float64 evaluation's round-off and
-        ``predict_longdouble(x) - y`` the model's error without it. On x86 numpy's
-        longdouble is 80-bit (about 1e-19); where it is float64 the two agree.
+        predict_longdouble(x)`` is the round-off of evaluating the model in its dtype
+        (float64, or float32 for a float32 model) and ``predict_longdouble(x) - y`` the
+        model's error without it. On x86 numpy's longdouble is 80-bit (about 1e-19), on
+        some platforms quad precision; where it is float64 itself (Windows, macOS on arm64)
+        the two differ only by the order of operations, and measure nothing.
         """
         self._check_fitted()
         x = self._check_x(x)

@@ -250,6 +250,12 @@ def test_a_quick_run_keeps_a_rendered_full_page_unless_told(root, capsys):
     assert "kept the rendered full page of 01-a" in out and "book/_runs/01-a.quick.ipynb" in out
     assert "not rendered" in out
     assert page.read_text() == full_page and claims.read_text() == full_claims
+    assert "warning" not in out  # the kept page ran the source's code
+    # a kept page whose code is no longer the source's is named as stale
+    src = root / "book" / "01-a.md"
+    src.write_text(src.read_text().replace("report()); ctx.claims.save()", "report())\nctx.claims.save()"))
+    assert book.main(["run", "01", "--profile", "quick"]) == 0
+    assert "warning: the kept full page of 01-a ran other code" in capsys.readouterr().out
     import nbformat
 
     ref = nbformat.read(str(root / "tests" / "notebooks" / "01-a.ipynb"), as_version=4)
@@ -260,6 +266,24 @@ def test_a_quick_run_keeps_a_rendered_full_page_unless_told(root, capsys):
     assert json.loads(claims.read_text())["run"]["profile"] == "quick"
     assert book.main(["run", "01", "--profile", "full", "--device", "cpu"]) == 0
     assert json.loads(claims.read_text())["run"]["profile"] == "full"
+
+
+def test_a_page_without_usable_claims_is_judged_by_its_own_parameters(root, capsys):
+    import json
+
+    _chapter(root, "01-a.md", body=_CLAIM_BODY)
+    assert book.main(["run", "01", "--profile", "full", "--device", "cpu"]) == 0
+    claims = root / "book" / "01-a.claims.json"
+    full_page = (root / "book" / "01-a.ipynb").read_text()
+    for broken, why in (('{"run": null, "claims": []}', "its 'run' is not an object"), ("not json", "not valid JSON")):
+        claims.write_text(broken)
+        assert book.main(["run", "01", "--profile", "quick"]) == 2  # the page is kept; the scorecard names the file
+        assert why in capsys.readouterr().err
+        assert (root / "book" / "01-a.ipynb").read_text() == full_page
+    claims.unlink()
+    assert book.main(["run", "01", "--profile", "quick"]) == 0
+    assert (root / "book" / "01-a.ipynb").read_text() == full_page
+    assert json.loads((root / "book" / "_runs" / "01-a.quick.claims.json").read_text())["run"]["profile"] == "quick"
 
 
 def test_reference_is_refused_before_a_long_run(root, capsys):
@@ -283,13 +307,25 @@ def test_text_copies_edited_prose_onto_the_executed_page_and_refuses_changed_cod
     # a corrected heading and a new paragraph between the code cells
     src.write_text(src.read_text().replace("# A chapter", "# A better chapter\n\nWhat it shows, explained.")
                    .replace("```{code-cell} ipython3\nfrom", "A new paragraph.\n\n```{code-cell} ipython3\nfrom"))
+    # the reference as papermill writes it when no cell is tagged: its injected parameters first
+    ref = nbformat.read(str(ref_path), as_version=4)
+    inj = next(i for i, c in enumerate(ref.cells) if "injected-parameters" in c.metadata.get("tags", []))
+    ref.cells.insert(0, ref.cells.pop(inj))
+    nbformat.write(ref, str(ref_path))
+    # and a tag added to the body cell
+    src.write_text(src.read_text().replace("```{code-cell} ipython3\nfrom",
+                                           "```{code-cell} ipython3\n:tags: [nbval-check-output]\nfrom"))
     assert book.main(["text", "01"]) == 0
     assert capsys.readouterr().out.count("text updated, outputs kept") == 2
     for path in (page_path, ref_path):
         nb = nbformat.read(str(path), as_version=4)
+        kinds = [(c.cell_type, c.metadata.get("tags", [])) for c in nb.cells]
+        # heading, parameters (hidden), papermill's injected parameters, the new paragraph, the body
+        assert kinds == [("markdown", []), ("code", ["parameters", "remove-cell"]),
+                         ("code", ["injected-parameters"]), ("markdown", []), ("code", ["nbval-check-output"])]
         md = [c.source for c in nb.cells if c.cell_type == "markdown"]
         assert md[0].startswith("# A better chapter") and "What it shows, explained." in md[0]
-        assert "A new paragraph." in md
+        assert md[1] == "A new paragraph."
         # the executed cells, outputs and papermill's injected parameters are the ones that ran
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert [c.source for c in code] == [c.source for c in before.cells if c.cell_type == "code"]

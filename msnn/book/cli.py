@@ -217,14 +217,25 @@ class _Watcher(threading.Thread):
 
 
 def _rendered_profile(root: str, slug: str) -> str | None:
-    """The profile of the chapter's rendered page, from its claims; None if there is none."""
-    path = os.path.join(root, "book", f"{slug}.claims.json")
+    """The profile of the chapter's rendered page: from its claims, else from the page's own
+    papermill parameters; None if there is no page (or neither says)."""
+    import nbformat
+
+    prof = None
     try:
-        with open(path) as fh:
+        with open(os.path.join(root, "book", f"{slug}.claims.json")) as fh:
             claims = json.load(fh)
-    except (OSError, ValueError):  # no page yet, or an unreadable one: nothing to protect
-        return None
-    prof = claims.get("run", {}).get("profile", claims.get("profile")) if isinstance(claims, dict) else None
+        if isinstance(claims, dict):
+            run = claims.get("run") if isinstance(claims.get("run"), dict) else {}
+            prof = run.get("profile", claims.get("profile"))
+    except (OSError, ValueError):  # no claims, or unreadable ones: ask the page
+        pass
+    if prof not in PROFILES:
+        try:
+            page = nbformat.read(os.path.join(root, "book", f"{slug}.ipynb"), as_version=4)
+            prof = page.metadata.get("papermill", {}).get("parameters", {}).get("profile")
+        except Exception:  # no page, or an unreadable one: nothing to protect
+            return None
     return prof if prof in PROFILES else None
 
 
@@ -307,6 +318,9 @@ def _run_one(root: str, slug: str, profile: str, device: str, seed: int, referen
     if kept:
         print(f"  kept the rendered {rendered} page of {slug}; this {profile} run is in "
               f"{os.path.relpath(partial, root)} (--replace renders it)", flush=True)
+        if _code_cells(nbformat.read(out_nb, as_version=4)) != _code_cells(executed):
+            print(f"  warning: the kept {rendered} page of {slug} ran other code than book/{slug}.md has now: "
+                  f"run the chapter at {rendered} again", flush=True)
     else:
         shutil.copy(partial, out_nb)
         shutil.copy(claims_tmp, os.path.join(root, "book", f"{slug}.claims.json"))
@@ -355,6 +369,10 @@ def _code_cells(nb) -> list[str]:
             if c.cell_type == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
 
 
+def _cell_shape(cells) -> list:
+    return [(c.cell_type, c.source, c.get("metadata", {}).get("tags", [])) for c in cells]
+
+
 def cmd_text(args: argparse.Namespace) -> int:
     """Copy each chapter's text (its markdown cells) into its rendered page and nbval reference,
     when its code is what they executed: a corrected sentence needs no hour-long run."""
@@ -372,20 +390,34 @@ def cmd_text(args: argparse.Namespace) -> int:
             if _code_cells(page) != _code_cells(src):
                 raise BookError(f"{rel} executed other code than book/{slug}.md has now: run the chapter again "
                                 f"(text alone can be copied only onto the same code)")
-            # the executed code cells in order, papermill's injected parameters kept after the cell
-            # tagged ``parameters``; the text around them from the source
-            executed = [c for c in page.cells if c.cell_type == "code"]
+            # the executed code cells in order, with their outputs; papermill's injected parameters
+            # go after the cell tagged ``parameters``; the text and the cells' tags from the source
+            code = [c for c in page.cells if c.cell_type == "code"]
+            is_injected = ["injected-parameters" in c.get("metadata", {}).get("tags", []) for c in code]
+            injected = [c for c, inj in zip(code, is_injected) if inj]
+            executed = [c for c, inj in zip(code, is_injected) if not inj]
             cells = []
             for cell in src.cells:
-                if cell.cell_type != "code":
-                    cells.append(nbformat.v4.new_markdown_cell(cell.source, metadata=dict(cell.get("metadata", {})))
-                                 if cell.cell_type == "markdown" else nbformat.v4.new_raw_cell(cell.source))
-                    continue
-                cells.append(executed.pop(0))
-                while executed and "injected-parameters" in executed[0].get("metadata", {}).get("tags", []):
-                    cells.append(executed.pop(0))
-            old = [(c.cell_type, c.source) for c in page.cells]
-            if old == [(c.cell_type, c.source) for c in cells]:
+                meta = dict(cell.get("metadata", {}))
+                if cell.cell_type == "markdown":
+                    cells.append(nbformat.v4.new_markdown_cell(cell.source, metadata=meta))
+                elif cell.cell_type == "raw":
+                    cells.append(nbformat.v4.new_raw_cell(cell.source, metadata=meta))
+                else:
+                    done = executed.pop(0)
+                    tags = list(meta.get("tags", []))
+                    if "parameters" in tags:  # the page hides the source's defaults (tidy_executed)
+                        if injected and "remove-cell" not in tags:
+                            tags.append("remove-cell")
+                        cells.append(done)
+                        cells.extend(injected)
+                        injected = []
+                    else:
+                        cells.append(done)
+                    done.setdefault("metadata", {})["tags"] = tags
+            if executed or injected:  # cannot happen when the code matched; never drop an executed cell
+                raise BookError(f"{rel}: {len(executed) + len(injected)} executed cell(s) left unplaced")
+            if _cell_shape(nbformat.read(path, as_version=4).cells) == _cell_shape(cells):  # tags set in place above
                 print(f"{rel}: text unchanged", flush=True)
                 continue
             page.cells = cells
@@ -497,8 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--reference", action="store_true", help="also write the nbval reference (quick only)")
     r.add_argument("--replace", action="store_true",
-                   help="render this run even over a page from a larger profile (by default a quick run "
-                        "leaves a rendered full or paper page alone)")
+                   help="render this run even over a page from a larger profile (by default a run leaves "
+                        "a page rendered at a larger profile alone: quick < full < paper)")
     r.add_argument("--resume", action="store_true",
                    help="continue an interrupted full/paper run from its stage checkpoints (by default a run "
                         "starts afresh, so that its wall time is the whole chapter's)")

@@ -122,10 +122,16 @@ def load_claims(root: str) -> dict[str, dict]:
     out = {}
     for path in sorted(glob.glob(os.path.join(root, "book", "[0-9][0-9]-*.claims.json"))):
         slug = os.path.basename(path)[: -len(".claims.json")]
+        rel = os.path.relpath(path, root)
         with open(path) as fh:
-            data = json.load(fh)
-        if not isinstance(data.get("claims"), list):
-            raise ValueError(f"{os.path.relpath(path, root)} has no list of claims")
+            try:
+                data = json.load(fh)
+            except ValueError as exc:
+                raise ValueError(f"{rel} is not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("claims"), list):
+            raise ValueError(f"{rel} has no list of claims")
+        if not isinstance(data.get("run", {}), dict):
+            raise ValueError(f"{rel}: its 'run' is not an object")
         out[slug] = data
     return out
 
