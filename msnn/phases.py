@@ -386,8 +386,8 @@ def round_off(net: torch.nn.Module, x: torch.Tensor) -> float:
     """RMS difference of the stage evaluated in float64 and in long double (numpy), on ``x``.
 
     The float64 sum sum_j w_j h_j loses about 1e-16 ||w||_1 max|h| to rounding when
-    the terms cancel; this measures it (numpy's longdouble: 80-bit extended
-    precision on x86, the same as float64 elsewhere, where it reports 0).
+    the terms cancel; this measures it (in numpy's longdouble, see :func:`evaluate`;
+    where that is float64 itself it measures nothing).
     """
     with torch.no_grad():
         f64 = net(x.detach()).cpu().numpy().astype(np.longdouble)

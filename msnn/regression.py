@@ -455,10 +455,7 @@ class MultistageRegressor(StagedFit):
     # --------------------------------------------------------------- predict
     def predict_stages(self, x: ArrayLike) -> np.ndarray:
         """Each stage's contribution eps_j u_j(x) in the units of y, shape (n_stages, M)."""
-        self._check_fitted()
-        x = self._check_x(x)
-        if x.shape[1] != self.n_features_in_:
-            raise ValueError(f"x has {x.shape[1]} features but the model was fitted on {self.n_features_in_}")
+        x = self._fitted_x(x)
         xn = self._normalize_x(x)
         out = np.zeros((len(self.networks_), xn.shape[0]))
         with torch.no_grad():
@@ -476,11 +473,21 @@ class MultistageRegressor(StagedFit):
             x: inputs, shape (M,) or (M, d).
             n_stages: use only the first ``n_stages`` stages (default: all).
         """
-        parts = self.predict_stages(x)
-        k = parts.shape[0] if n_stages is None else int(n_stages)
-        if not 1 <= k <= parts.shape[0]:
-            raise ValueError(f"n_stages must be in [1, {parts.shape[0]}], got {n_stages}")
-        return parts[:k].sum(axis=0)
+        return self.predict_stages(x)[:self._stage_count(n_stages)].sum(axis=0)
+
+    def _fitted_x(self, x: ArrayLike) -> np.ndarray:
+        """``x`` checked against a fitted model: shape (M, d) with the fitted d."""
+        self._check_fitted()
+        x = self._check_x(x)
+        if x.shape[1] != self.n_features_in_:
+            raise ValueError(f"x has {x.shape[1]} features but the model was fitted on {self.n_features_in_}")
+        return x
+
+    def _stage_count(self, n_stages: int | None) -> int:
+        k = len(self.stages_) if n_stages is None else int(n_stages)
+        if not 1 <= k <= len(self.stages_):
+            raise ValueError(f"n_stages must be in [1, {len(self.stages_)}], got {n_stages}")
+        return k
 
     def predict_longdouble(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
         """The model evaluated in numpy's long double, shape (M,), dtype ``np.longdouble``.
@@ -493,13 +500,8 @@ class MultistageRegressor(StagedFit):
         some platforms quad precision; where it is float64 itself (Windows, macOS on arm64)
         the two differ only by the order of operations, and measure nothing.
         """
-        self._check_fitted()
-        x = self._check_x(x)
-        if x.shape[1] != self.n_features_in_:
-            raise ValueError(f"x has {x.shape[1]} features but the model was fitted on {self.n_features_in_}")
-        k = len(self.stages_) if n_stages is None else int(n_stages)
-        if not 1 <= k <= len(self.stages_):
-            raise ValueError(f"n_stages must be in [1, {len(self.stages_)}], got {n_stages}")
+        x = self._fitted_x(x)
+        k = self._stage_count(n_stages)
         ld = np.longdouble
         lo, hi = np.asarray(self.x_min_, dtype=ld), np.asarray(self.x_max_, dtype=ld)
         xn = ld(2) * (x.astype(ld) - lo) / (hi - lo) - ld(1)
