@@ -16,9 +16,10 @@ twice from the same seed, once per loss, with everything else equal:
   two stages of 300 Adam steps and 600 L-BFGS iterations.
 
 It prints, per case and loss, the RMS residue relative to RMS(u) after each stage, the
-largest |residue| relative to max |u|, and the training time. The DNS takes about ten
-minutes on one core; ``--cache-dir`` keeps it (chapter 10's ``full`` runs keep theirs in
-``book/_runs/checkpoints/10-turbulence.full``, which is the default when it exists).
+largest |residue| relative to max |u|, and the training time. The 512 x 512 DNS is
+the slow part when it is not cached; ``--cache-dir`` keeps it (chapter 10's ``full``
+runs keep theirs in ``book/_runs/checkpoints/10-turbulence.full``, which is the default
+when it exists).
 """
 from __future__ import annotations
 
