@@ -10,13 +10,13 @@ loop and the errors and warnings they raise. Everything else is importable from 
 module (``msnn.phases``, ``msnn.pinn``, ``msnn.networks``, ``msnn.problems``, ...); the
 book's machinery is ``msnn.book``.
 """
-from ._common import NotFittedError
+from ._common import Float32Warning, NotFittedError, SparseDataWarning
 from .burgers import BurgersSolution, train_burgers
 from .ensemble import fit_ensemble
 from .multistage_pinn import MultistagePINN
 from .networks import StageNetwork
 from .pinn import RAR, PINNProblem, StagedSolution, grad, laplacian
-from .regression import Float32Warning, MultistageRegressor, SparseDataWarning
+from .regression import MultistageRegressor
 from .si import SIMultistageRegressor
 from .spectrum import dominant_frequency, dominant_frequency_2d
 from .training import train

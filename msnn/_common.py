@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-__all__ = ["NotFittedError", "resolve_device", "per_stage", "count", "float64_array", "settings_key", "CheckpointFile",
+__all__ = ["NotFittedError", "Float32Warning", "SparseDataWarning", "show_progress", "resolve_device", "per_stage", "count", "float64_array", "settings_key", "CheckpointFile",
            "StepCounts", "StageRun", "StagedFit", "ParamsMixin"]
 
 
@@ -28,6 +28,21 @@ class NotFittedError(ValueError, AttributeError):
 
     A ``ValueError`` and an ``AttributeError``, as in scikit-learn, so that either
     ``except`` clause catches it."""
+
+
+class Float32Warning(UserWarning):
+    """Training in float32: errors cannot go below about 1e-7 (single precision)."""
+
+
+class SparseDataWarning(UserWarning):
+    """The data are too sparse for the residue's frequency: N_d < 6 pi f_d (eq. 2.10)."""
+
+
+def show_progress(progress: bool | None = None) -> bool:
+    """Whether to draw progress bars: ``progress`` if given, else not when MSNN_PROGRESS=0."""
+    if progress is not None:
+        return bool(progress)
+    return os.environ.get("MSNN_PROGRESS", "1") not in ("0", "false", "no")
 
 
 class StepCounts:

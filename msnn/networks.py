@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["StageNetwork", "FourierFeatureNetwork", "xavier_std", "kappa_from_hat"]
+__all__ = ["StageNetwork", "FourierFeatureNetwork", "xavier_std", "kappa_from_hat", "stage_forward"]
 
 _ACTIVATIONS = ("tanh", "sin")
 
@@ -48,6 +48,30 @@ def kappa_from_hat(kappa_hat: ArrayLike, fan_in: int, fan_out: int):
         fan_in, fan_out: shape of the first layer, which fixes Var = 2/(fan_in+fan_out).
     """
     return torch.as_tensor(kappa_hat, dtype=torch.float64) / xavier_std(fan_in, fan_out)
+
+
+def stage_forward(h, params: Sequence, first_activation: str, *, affine, sin=torch.sin, tanh=torch.tanh):
+    """The stage network's layers on first-layer inputs ``h = kappa * x`` (the one forward pass).
+
+    ``params`` is ``[W_0, b_0, ..., W_L, b_L]``; layer l computes ``affine(h, W_l, b_l)``,
+    then ``act`` after layer 0 (``sin`` or ``tanh``), ``tanh`` after the hidden layers and
+    nothing after the output layer. Every evaluation of a stage network goes through here,
+    with the affine map that fits its layout: batched members (:meth:`StageNetwork.forward`),
+    one set of weights or one copy per point (the Jacobians of :mod:`msnn.phases`), or numpy
+    in long double (:func:`msnn.phases.evaluate`).
+    """
+    n_layers = len(params) // 2
+    for l in range(n_layers):
+        h = affine(h, params[2 * l], params[2 * l + 1])
+        if l == 0:
+            h = sin(h) if first_activation == "sin" else tanh(h)
+        elif l < n_layers - 1:
+            h = tanh(h)
+    return h
+
+
+def _batched(h, W, b):
+    return torch.baddbmm(b, h, W)
 
 
 class StageNetwork(nn.Module):
@@ -191,11 +215,8 @@ class StageNetwork(nn.Module):
         h = x * self.kappa  # (N, d) or (E, N, d): kappa on W_0 only, never on the bias
         if h.dim() == 2:
             h = h.unsqueeze(0).expand(self.n_models, -1, -1)
-        h = torch.baddbmm(self.biases[0], h, self.weights[0])
-        h = torch.sin(h) if self.first_activation == "sin" else torch.tanh(h)
-        for w, b in zip(self.weights[1:-1], self.biases[1:-1]):
-            h = torch.tanh(torch.baddbmm(b, h, w))
-        out = torch.baddbmm(self.biases[-1], h, self.weights[-1])[..., 0]  # (E, N)
+        params = [t for wb in zip(self.weights, self.biases) for t in wb]
+        out = stage_forward(h, params, self.first_activation, affine=_batched)[..., 0]  # (E, N)
         return out if self.ensemble else out[0]
 
     def member(self, k: int) -> "StageNetwork":

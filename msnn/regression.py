@@ -23,22 +23,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
-from ._common import CheckpointFile, StagedFit, StageRun, count, per_stage, resolve_device, settings_key
+from ._common import CheckpointFile, Float32Warning, SparseDataWarning, StagedFit, StageRun, count, per_stage, resolve_device, settings_key, show_progress
 from ._common import float64_array as _to_numpy
 from .networks import StageNetwork
 from .spectrum import dominant_frequency, dominant_frequency_2d, dominant_frequency_scattered
 from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, evaluate, output_layer_norm, round_off, run_phases, schedule_for
-from .training import TrainHistory, show_progress, train
+from .training import TrainHistory, train
 
 __all__ = ["MultistageRegressor", "StageRecord", "SparseDataWarning", "Float32Warning", "choose_kappa_hat"]
-
-
-class SparseDataWarning(UserWarning):
-    """The data are too sparse for the residue's frequency: N_d < 6 pi f_d (eq. 2.10)."""
-
-
-class Float32Warning(UserWarning):
-    """Training in float32: errors cannot go below about 1e-7 (single precision)."""
 
 
 @dataclass

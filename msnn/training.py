@@ -27,16 +27,9 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from ._common import StepCounts, count
+from ._common import StepCounts, count, show_progress
 
-__all__ = ["TrainHistory", "train", "merge_histories", "show_progress", "Phase", "parse_schedule", "SCHEDULES"]
-
-
-def show_progress(progress: bool | None = None) -> bool:
-    """Whether to draw progress bars: ``progress`` if given, else not when MSNN_PROGRESS=0."""
-    if progress is not None:
-        return bool(progress)
-    return os.environ.get("MSNN_PROGRESS", "1") not in ("0", "false", "no")
+__all__ = ["TrainHistory", "train", "merge_histories"]
 
 
 @dataclass
@@ -252,11 +245,6 @@ def train(
     hist.seconds = time.perf_counter() - t0
     return hist
 
-
-# A stage trained by a sequence of phases (Adam, L-BFGS, exact output layer, LSGD,
-# Gauss-Newton): defined and documented in msnn.phases; the schedule names are part of
-# the training API here too (run_phases is importable from here as well).
-from .phases import SCHEDULES, Phase, parse_schedule, run_phases  # noqa: E402
 
 _LOGGED: set = set()
 

@@ -15,6 +15,9 @@ import msnn
 import msnn.pinn_problems
 from msnn import Float32Warning, MultistagePINN, MultistageRegressor
 from msnn import phases as P
+from msnn.phases import rows as rows_module
+from msnn.phases.lm import assign, flat
+from msnn.phases.rows import get_output, rows_jacobian, scaled_rows, set_output, stage_params
 from msnn.networks import StageNetwork
 from msnn.pinn import grad
 from msnn.problems import eq_2_2
@@ -50,12 +53,12 @@ def test_output_lstsq_recovers_known_output_layer(seed):
     net = StageNetwork(1, (10, 10), seed=seed, first_activation="sin", kappa_hat=8.0)
     g = torch.Generator().manual_seed(100 + seed)
     w_true = torch.randn(11, dtype=F64, generator=g)
-    P._set_output(net, w_true)
+    set_output(net, w_true)
     with torch.no_grad():
         t = net(X201).clone()
-    P._set_output(net, torch.randn(11, dtype=F64, generator=g))
+    set_output(net, torch.randn(11, dtype=F64, generator=g))
     loss, rank = P.solve_output_layer(net, [_data_group(X201, t)])
-    w = P._get_output(net)
+    w = get_output(net)
     assert rank == 11
     # measured: relative weight error 2e-15..4e-14, loss 2e-30..2e-29
     assert float((w - w_true).norm() / w_true.norm()) < 1e-10
@@ -71,13 +74,13 @@ def test_output_lstsq_tikhonov_matches_normal_equations():
     net = StageNetwork(1, (10, 10), seed=0, first_activation="sin", kappa_hat=8.0)
     t = torch.as_tensor(np.cos(3 * X201[:, 0].numpy()) + X201[:, 0].numpy() ** 3, dtype=F64)
     grp = _data_group(X201, t, weight=2.0)
-    R, A = P._jacobian(net, [grp], "output")
-    c = (R - A @ P._get_output(net)).numpy()
+    R, A = rows_jacobian(net, [grp], "output")
+    c = (R - A @ get_output(net)).numpy()
     An = A.numpy()
     mu = 1e-3
     w_ref = np.linalg.solve(An.T @ An + mu * np.eye(11), -An.T @ c)
     loss, rank = P.solve_output_layer(net, [grp], mu=mu)
-    w = P._get_output(net).numpy()
+    w = get_output(net).numpy()
     assert np.linalg.norm(w - w_ref) / np.linalg.norm(w_ref) < 1e-10
     loss_ref = np.sum((An @ w_ref + c) ** 2) + mu * np.sum(w_ref ** 2)
     assert loss == pytest.approx(loss_ref, rel=1e-12)
@@ -101,7 +104,7 @@ def test_output_jacobian_of_linear_ode_is_feature_derivative_minus_feature():
     _randomize(net, 0.3, seed=4)  # non-zero biases
     x = torch.linspace(-1, 1, 41, dtype=F64)[:, None]
     weight = 0.7
-    R, A = P._jacobian(net, [_ode_group(x, weight)], "output")
+    R, A = rows_jacobian(net, [_ode_group(x, weight)], "output")
     assert A.shape == (41, 11)
     s = math.sqrt(weight / 41)
     xg = x.clone().requires_grad_(True)
@@ -116,7 +119,7 @@ def test_output_jacobian_of_linear_ode_is_feature_derivative_minus_feature():
     r = grad(u, xg, 1) - u - xg[:, 0]
     assert torch.allclose(R, r.detach() * s, rtol=0, atol=1e-14)
     # the equation is linear: R = A w + R(w = 0) with R(w=0) = -x * s exactly
-    assert torch.allclose(R - A @ P._get_output(net), -x[:, 0] * s, rtol=0, atol=1e-14)
+    assert torch.allclose(R - A @ get_output(net), -x[:, 0] * s, rtol=0, atol=1e-14)
 
 
 def test_full_jacobian_rows_match_autograd_and_finite_differences():
@@ -124,8 +127,8 @@ def test_full_jacobian_rows_match_autograd_and_finite_differences():
     _randomize(net, 0.3, seed=6)
     x = torch.linspace(-1, 1, 17, dtype=F64)[:, None]
     grp = _ode_group(x)
-    R, J = P._jacobian(net, [grp], "all")
-    params = P._params(net)
+    R, J = rows_jacobian(net, [grp], "all")
+    params = stage_params(net)
     n_par = sum(p.numel() for p in params)
     assert J.shape == (17, n_par)
     s = math.sqrt(1.0 / 17)
@@ -137,15 +140,15 @@ def test_full_jacobian_rows_match_autograd_and_finite_differences():
         row = torch.cat([gi.reshape(-1) for gi in g]) * s
         assert torch.allclose(J[i], row, rtol=0, atol=1e-13 * float(row.abs().max()))
     # central differences of the loss-scaled rows, step 1e-6: truncation ~1e-12, rounding ~1e-10
-    theta = P._flat(params)
+    theta = flat(params)
     for k in (0, 9, 25, n_par - 2, n_par - 1):
         e = torch.zeros_like(theta)
         e[k] = 1e-6
-        P._assign(params, theta + e)
-        rp = P._rows_all(net, [grp])
-        P._assign(params, theta - e)
-        rm = P._rows_all(net, [grp])
-        P._assign(params, theta)
+        assign(params, theta + e)
+        rp = scaled_rows(net, [grp])
+        assign(params, theta - e)
+        rm = scaled_rows(net, [grp])
+        assign(params, theta)
         fd = (rp - rm) / 2e-6
         assert torch.allclose(J[:, k], fd, rtol=0, atol=1e-7 * max(1.0, float(fd.abs().max())))
 
@@ -252,7 +255,7 @@ def test_adam_phase_reports_the_true_initial_loss_of_derivative_rows():
     # (an earlier phases.py evaluated this under torch.no_grad, where grad(u) is zero: 0.780)
     net = StageNetwork(1, (5,), seed=0)
     grp = _ode_group(torch.linspace(-1, 1, 51, dtype=F64)[:, None])
-    true = float((P._rows_all(net, [grp]) ** 2).sum())  # 1.007
+    true = float((scaled_rows(net, [grp]) ** 2).sum())  # 1.007
     (rep,) = P.run_phases(net, [grp], [("adam", 1)], progress=False)
     assert rep.loss_before == pytest.approx(true, rel=1e-12)
 
@@ -310,7 +313,7 @@ def test_duplicate_features_warn_and_give_the_minimum_norm_solution():
     with pytest.warns(P.RankWarning, match="numerical rank 10 of 11"):
         (rep,) = P.run_phases(net, [_data_group(X201, t)], [("output-lstsq",)], progress=False)
     assert rep.rank == 10
-    w = P._get_output(net)
+    w = get_output(net)
     # minimum norm splits the weight evenly between the two equal units (measured 3e-15)
     assert abs(float(w[0] - w[1])) <= 1e-10 * float(w.abs().max())
 
@@ -345,7 +348,7 @@ def test_round_off_scales_with_output_norm():
     net = StageNetwork(1, (10, 10), seed=0, first_activation="sin", kappa_hat=8.0)
     w = torch.randn(11, dtype=F64, generator=torch.Generator().manual_seed(5))
     for scale in (1.0, 1e8):
-        P._set_output(net, w * scale)
+        set_output(net, w * scale)
         ratio = P.round_off(net, X201) / P.output_layer_norm(net)
         assert 1e-18 < ratio < 1e-15  # measured 5.5e-17 and 5.7e-17
 
@@ -358,7 +361,7 @@ def _all_phases_run():
     sched = [("adam", 30), ("lbfgs", 10), ("output-lstsq",), ("lsgd", 10, {"every": 5}),
              ("vp-lm", 5, {"mu": 1e-15}), ("lm", 5)]
     reps = P.run_phases(net, [_data_group(x, t)], sched, progress=False)
-    return P._flat(P._params(net)), reps
+    return flat(stage_params(net)), reps
 
 
 def test_every_phase_runs_and_a_rerun_is_bit_identical():
@@ -438,7 +441,7 @@ def test_pinn_precision_schedule_one_stage():
 
 
 def test_a_jacobian_too_large_for_memory_is_refused_with_its_size(monkeypatch):
-    monkeypatch.setattr(P, "MAX_JACOBIAN_BYTES", 1000)
+    monkeypatch.setattr(rows_module, "MAX_JACOBIAN_BYTES", 1000)
     net = StageNetwork(1, (5,), seed=0)
     x = torch.linspace(-1, 1, 50, dtype=torch.float64)[:, None]
     grp = P.RowGroup(x, lambda u, z: u(z) - torch.sin(z[:, 0]))
@@ -456,7 +459,7 @@ def test_a_stage_worse_than_none_on_the_validation_rows_is_rejected():
     val = P.RowGroup(xv, lambda u, z: u(z))
     reps = P.run_phases(net, [train], [("output-lstsq",)], progress=False, validation=[val])
     assert reps[-1].kind == "rejected" and reps[-1].loss_after < reps[-1].loss_before
-    assert float(P._get_output(net).abs().max()) == 0.0
+    assert float(get_output(net).abs().max()) == 0.0
     # with rows that agree, the stage is kept
     net2 = StageNetwork(1, (10,), first_activation="sin", kappa_hat=8.0, seed=0)
     val2 = P.RowGroup(xv, lambda u, z: u(z) - torch.sin(8 * z[:, 0]))
