@@ -1,9 +1,7 @@
-"""What every multi-stage driver shares: devices, per-stage settings, checkpoints, the estimator contract.
+"""What every module shares: devices, per-stage settings, input checks, checkpoints, warnings,
+the estimator contract.
 
-The drivers (:class:`msnn.MultistageRegressor`, :class:`msnn.MultistagePINN`,
-:class:`msnn.si.SIMultistageRegressor`, the Burgers rounds and the ensembles) differ in
-their loss and in how they set up the next stage; the plumbing around those lives
-here, once.
+The stage loop itself is :mod:`msnn.engine`; the optimizers are :mod:`msnn.phases`.
 """
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ import numpy as np
 import torch
 
 __all__ = ["NotFittedError", "Float32Warning", "SparseDataWarning", "show_progress", "resolve_device", "per_stage", "count", "float64_array", "settings_key", "CheckpointFile",
-           "StepCounts", "StageRun", "StagedFit", "ParamsMixin"]
+           "StepCounts", "StageRun", "ParamsMixin", "states"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -254,53 +252,3 @@ class ParamsMixin:
             if not same:
                 changed.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(changed)})"
-
-
-class StagedFit(ParamsMixin):
-    """What the data-fitting drivers (regression, SI) share beyond their loss and next-stage rule.
-
-    A driver keeps ``stages_`` (records), ``networks_`` and ``_train_pred`` (the sum of
-    the stages at the training points, float64 numpy) and provides:
-
-    * ``_record_type``: its stage-record dataclass;
-    * ``_network_for(rec, xt)``: an untrained network of the shape ``rec`` describes;
-    * ``_fit_call``: how the error message names its fit, e.g. ``"fit(x, y)"``.
-
-    Then checkpointing (after every stage, resumed by a later fit on the same data
-    and settings), keeping a trained stage and the "not fitted" check are here.
-    """
-
-    _record_type: type
-    _fit_call = "fit"
-
-    def _network_for(self, rec, xt: torch.Tensor) -> torch.nn.Module:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _keep_stage(self, rec, net: torch.nn.Module, part: np.ndarray) -> None:
-        """Add a trained (or resumed) stage whose values at the training points are ``part``."""
-        self._train_pred = self._train_pred + part
-        self.stages_.append(rec)
-        self.networks_.append(net)
-
-    def _save_checkpoint(self, key: str) -> None:
-        from dataclasses import asdict
-
-        self._ckpt.save(key, {"stages": [asdict(r) for r in self.stages_], "states": states(self.networks_)})
-
-    def _resume(self, key: str, xt: torch.Tensor) -> None:
-        ck = self._ckpt.load(key)
-        if ck is None:
-            return
-        for rec_d, state in zip(ck["stages"], ck["states"]):
-            rec = self._record_type(**rec_d)
-            net = self._network_for(rec, xt)
-            net.load_state_dict(state)
-            with torch.no_grad():
-                part = rec.eps * net(xt).to(torch.float64).cpu().numpy()
-            self._keep_stage(rec, net, part)
-        if self.verbose:
-            print(f"resumed {len(self.stages_)} stage(s) from {self._ckpt.path}", flush=True)
-
-    def _check_fitted(self) -> None:
-        if not getattr(self, "networks_", None):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call {self._fit_call} first")

@@ -40,8 +40,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
-from .pinn import (RAR, grad, sample_collocation, PINNProblem, StagedSolution, algorithm3, estimate_next_stage, gamma_bound,
-                   residual_grid, train_pinn)
+from .pinn import RAR, PINNProblem, StagedSolution, grad, sample_collocation
+from .pinn_training import algorithm3, estimate_next_stage, gamma_bound, residual_grid, train_pinn
 from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, output_layer_norm, round_off, rows_loss, run_phases, schedule_for
 from ._common import CheckpointFile, NotFittedError, ParamsMixin, count as _count, per_stage, settings_key
 from ._common import StepCounts, resolve_device

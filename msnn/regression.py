@@ -23,7 +23,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
-from ._common import CheckpointFile, Float32Warning, SparseDataWarning, StagedFit, StageRun, count, per_stage, resolve_device, settings_key, show_progress
+from ._common import (CheckpointFile, Float32Warning, SparseDataWarning, StageRun, count, per_stage, resolve_device,
+                      settings_key, show_progress)
+from .engine import StagedFit
 from ._common import float64_array as _to_numpy
 from .networks import StageNetwork
 from .spectrum import dominant_frequency, dominant_frequency_2d, dominant_frequency_scattered
@@ -329,90 +331,92 @@ class MultistageRegressor(StagedFit):
         grid = _Grid(xn)
         self.grid_kind_ = grid.kind
 
-        self.stages_: list[StageRecord] = []
-        self.networks_: list[StageNetwork] = []
-        self._train_pred = np.zeros_like(yn)  # float64 sum of eps_j u_j at the training points
-        xt = torch.as_tensor(xn, dtype=self.dtype, device=self._device)
-        key = self._checkpoint_key(xn, yn)
-        self._resume(key, xt)
-
-        t_fit = time.perf_counter()
-        for n in range(len(self.stages_), self._n):
-            residue = yn - self._train_pred
-            eps = float(np.sqrt(np.mean(residue ** 2)))
-            if n > 0 and self.target_rms is not None and eps <= self.target_rms:
-                break
-            if eps == 0.0:
-                break
-            if n > 0 and eps <= ROUND_OFF_FLOOR * float(np.max(np.abs(yn))):
-                # the residue is at the float64 round-off of the data: a stage would fit noise
-                if self.verbose:
-                    print(f"stage {n + 1}: not trained, the residue ({eps:.2e}) is at float64 round-off")
-                break
-            if n == 0:
-                act, f_d, kh = "tanh", None, None
-            else:
-                act = self.higher_activation
-                f_d = grid.frequency(xn, residue)
-                if self.kappa_hat is not None:
-                    kh = np.broadcast_to(np.asarray(self.kappa_hat[n - 1], dtype=float), (xn.shape[1],)).tolist()
-                else:
-                    # one kappa_hat for every axis, from the largest per-axis frequency: a
-                    # residue whose peak lies on an axis (f_x = 0, say) still varies along
-                    # that axis at other modes, and kappa_hat ~ 0 would make it unlearnable
-                    f_max = max(max(f_d), 1e-12)
-                    kh = [choose_kappa_hat(f_max, min(grid.points_per_axis), self.kappa_factor)] * len(f_d)
-                for f, npts in zip(f_d, grid.points_per_axis):
-                    if npts < 6 * math.pi * f:
-                        warnings.warn(
-                            f"stage {n}: {npts} points per axis are too few for the residue's "
-                            f"dominant frequency f_d = {f:.3g} (eq. 2.10 asks N_d > 6 pi f_d = "
-                            f"{6 * math.pi * f:.0f}); the stage may overfit.", SparseDataWarning, stacklevel=2)
-            net = StageNetwork(
-                xn.shape[1], self._widths[n], first_activation=act, kappa_hat=kh,
-                seed=self._seed + n, init=self.init, dtype=self.dtype, device=self._device)
-            target = torch.as_tensor(residue / eps, dtype=self.dtype, device=self._device)
-
-            phases = self._phases[n]
-            xs, ts, xv, tv = self._stage_subset(grid, xt, target, phases, f_d)
-            group = RowGroup(xs, lambda u, z, t=ts: u(z) - t, 1.0, "data")
-            val = None if xv is None else [RowGroup(xv, lambda u, z, t=tv: u(z) - t, 1.0, "validation")]
-            reports = run_phases(net, [group], phases, progress=show_progress(self.progress),
-                                 desc=f"stage {n + 1}/{self._n}", validation=val,
-                                 first_order=lambda ph, net=net, target=target: _first_order(
-                                     ph, net, lambda: torch.mean((net(xs) - ts) ** 2), self.lr, self.progress,
-                                     f"stage {n + 1}/{self._n}"))
-            with torch.no_grad():
-                un = net(xt).to(torch.float64).cpu().numpy()
-                final = float(torch.mean((net(xs) - ts) ** 2))
-            rms_after = float(np.sqrt(np.mean((yn - (self._train_pred + eps * un)) ** 2)))
-            hist_loss = np.concatenate([np.asarray(r.history, dtype=np.float64).reshape(-1) for r in reports
-                                        if r.kind in ("adam", "lbfgs")] or [np.zeros(0)])
-            rec = StageRecord(
-                index=n, eps=eps, eps_data=eps * self.y_scale_, f_d=f_d,
-                kappa_hat=net.kappa_hat.tolist(), kappa=net.kappa.double().cpu().tolist(),
-                activation=act, widths=self._widths[n],
-                adam_steps=sum(r.steps for r in reports if r.kind == "adam"),
-                lbfgs_iterations=sum(r.extra_iterations for r in reports if r.kind == "lbfgs"),
-                lbfgs_evaluations=sum(len(r.history) for r in reports if r.kind == "lbfgs"),
-                final_loss=final, loss_history=hist_loss,
-                rms_after=rms_after, seconds=sum(r.seconds for r in reports), stopped=reports[-1].stopped,
-                phases=[r.summary() for r in reports], output_norm=output_layer_norm(net),
-                round_off=eps * round_off(net, xt), n_train=int(xs.shape[0]))
-            self._keep_stage(rec, net, eps * un)
-            if self.verbose:
-                fd = "-" if f_d is None else ", ".join(f"{f:.3g}" for f in f_d)
-                print(f"stage {n + 1}: eps = {eps:.3e}, f_d = {fd}, kappa_hat = "
-                      f"{', '.join(f'{k:.3g}' for k in rec.kappa_hat)}, loss = {rec.final_loss:.3e}, "
-                      f"RMS after = {rms_after:.3e}, ||w_out||_1 = {rec.output_norm:.3g} ({rec.seconds:.1f} s)")
-            self._save_checkpoint(key)
-            if reports[-1].kind == "rejected":
-                # the stage could not improve on its residue: the next one would see the same
-                if self.verbose:
-                    print(f"stage {n + 1}: rejected (worse than no stage on the validation points); stopping")
-                break
-        self.fit_seconds_ = time.perf_counter() - t_fit
+        self._grid, self._xn = grid, xn
+        self._xt = xt = torch.as_tensor(xn, dtype=self.dtype, device=self._device)
+        self._start(yn)  # the stages sum to yn; residues are yn minus their float64 sum
+        self._run_stages(self._checkpoint_key(xn, yn), xt)
         return self
+
+    # ----------------------------------------------------- the engine's hooks
+    def _stop_before(self, n: int, eps: float) -> str | None:
+        if n > 0 and self.target_rms is not None and eps <= self.target_rms:
+            return f"the residue ({eps:.2e}) is at target_rms"
+        if eps == 0.0:
+            return "the residue is exactly zero"
+        if n > 0 and eps <= ROUND_OFF_FLOOR * float(np.max(np.abs(self._target))):
+            # the residue is at the float64 round-off of the data: a stage would fit noise
+            return f"the residue ({eps:.2e}) is at float64 round-off"
+        return None
+
+    def _stop_after(self, rec: "StageRecord") -> str | None:
+        if rec.phases and rec.phases[-1]["kind"] == "rejected":
+            # the stage could not improve on its residue: the next one would see the same
+            return "rejected (worse than no stage on the validation points)"
+        return None
+
+    def _describe(self, rec: "StageRecord") -> str:
+        fd = "-" if rec.f_d is None else ", ".join(f"{f:.3g}" for f in rec.f_d)
+        return (f"stage {rec.index + 1}: eps = {rec.eps:.3e}, f_d = {fd}, kappa_hat = "
+                f"{', '.join(f'{k:.3g}' for k in rec.kappa_hat)}, loss = {rec.final_loss:.3e}, "
+                f"RMS after = {rec.rms_after:.3e}, ||w_out||_1 = {rec.output_norm:.3g} ({rec.seconds:.1f} s)")
+
+    def _stage_frequency(self, n: int, residue: np.ndarray):
+        """(first activation, f_d per axis, kappa_hat per axis) of stage n (eq. 2.9-2.10)."""
+        if n == 0:
+            return "tanh", None, None
+        grid, xn = self._grid, self._xn
+        f_d = grid.frequency(xn, residue)
+        if self.kappa_hat is not None:
+            kh = np.broadcast_to(np.asarray(self.kappa_hat[n - 1], dtype=float), (xn.shape[1],)).tolist()
+        else:
+            # one kappa_hat for every axis, from the largest per-axis frequency: a
+            # residue whose peak lies on an axis (f_x = 0, say) still varies along
+            # that axis at other modes, and kappa_hat ~ 0 would make it unlearnable
+            f_max = max(max(f_d), 1e-12)
+            kh = [choose_kappa_hat(f_max, min(grid.points_per_axis), self.kappa_factor)] * len(f_d)
+        for f, npts in zip(f_d, grid.points_per_axis):
+            if npts < 6 * math.pi * f:
+                warnings.warn(
+                    f"stage {n}: {npts} points per axis are too few for the residue's "
+                    f"dominant frequency f_d = {f:.3g} (eq. 2.10 asks N_d > 6 pi f_d = "
+                    f"{6 * math.pi * f:.0f}); the stage may overfit.", SparseDataWarning, stacklevel=5)
+        return self.higher_activation, f_d, kh
+
+    def _fit_stage(self, n: int, residue: np.ndarray, eps: float):
+        grid, xn, xt, yn = self._grid, self._xn, self._xt, self._target
+        act, f_d, kh = self._stage_frequency(n, residue)
+        net = StageNetwork(
+            xn.shape[1], self._widths[n], first_activation=act, kappa_hat=kh,
+            seed=self._seed + n, init=self.init, dtype=self.dtype, device=self._device)
+        target = torch.as_tensor(residue / eps, dtype=self.dtype, device=self._device)
+
+        phases = self._phases[n]
+        xs, ts, xv, tv = self._stage_subset(grid, xt, target, phases, f_d)
+        group = RowGroup(xs, lambda u, z, t=ts: u(z) - t, 1.0, "data")
+        val = None if xv is None else [RowGroup(xv, lambda u, z, t=tv: u(z) - t, 1.0, "validation")]
+        reports = run_phases(net, [group], phases, progress=show_progress(self.progress),
+                             desc=f"stage {n + 1}/{self._n}", validation=val,
+                             first_order=lambda ph, net=net, target=target: _first_order(
+                                 ph, net, lambda: torch.mean((net(xs) - ts) ** 2), self.lr, self.progress,
+                                 f"stage {n + 1}/{self._n}"))
+        with torch.no_grad():
+            un = net(xt).to(torch.float64).cpu().numpy()
+            final = float(torch.mean((net(xs) - ts) ** 2))
+        rms_after = float(np.sqrt(np.mean((yn - (self._train_pred + eps * un)) ** 2)))
+        hist_loss = np.concatenate([np.asarray(r.history, dtype=np.float64).reshape(-1) for r in reports
+                                    if r.kind in ("adam", "lbfgs")] or [np.zeros(0)])
+        rec = StageRecord(
+            index=n, eps=eps, eps_data=eps * self.y_scale_, f_d=f_d,
+            kappa_hat=net.kappa_hat.tolist(), kappa=net.kappa.double().cpu().tolist(),
+            activation=act, widths=self._widths[n],
+            adam_steps=sum(r.steps for r in reports if r.kind == "adam"),
+            lbfgs_iterations=sum(r.extra_iterations for r in reports if r.kind == "lbfgs"),
+            lbfgs_evaluations=sum(len(r.history) for r in reports if r.kind == "lbfgs"),
+            final_loss=final, loss_history=hist_loss,
+            rms_after=rms_after, seconds=sum(r.seconds for r in reports), stopped=reports[-1].stopped,
+            phases=[r.summary() for r in reports], output_norm=output_layer_norm(net),
+            round_off=eps * round_off(net, xt), n_train=int(xs.shape[0]))
+        return rec, net, eps * un
 
     def _stage_subset(self, grid, xt, target, phases, f_d):
         """(x, target) a stage trains on and (x, target) it validates on (None: no validation).
@@ -458,15 +462,6 @@ class MultistageRegressor(StagedFit):
                 out[j] *= rec.eps * self.y_scale_
         return out
 
-    def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
-        """The model sum_j eps_j u_j(x) in the units of y (float64, shape (M,)).
-
-        Args:
-            x: inputs, shape (M,) or (M, d).
-            n_stages: use only the first ``n_stages`` stages (default: all).
-        """
-        return self.predict_stages(x)[:self._stage_count(n_stages)].sum(axis=0)
-
     def _fitted_x(self, x: ArrayLike) -> np.ndarray:
         """``x`` checked against a fitted model: shape (M, d) with the fitted d."""
         self._check_fitted()
@@ -474,12 +469,6 @@ class MultistageRegressor(StagedFit):
         if x.shape[1] != self.n_features_in_:
             raise ValueError(f"x has {x.shape[1]} features but the model was fitted on {self.n_features_in_}")
         return x
-
-    def _stage_count(self, n_stages: int | None) -> int:
-        k = len(self.stages_) if n_stages is None else int(n_stages)
-        if not 1 <= k <= len(self.stages_):
-            raise ValueError(f"n_stages must be in [1, {len(self.stages_)}], got {n_stages}")
-        return k
 
     def predict_longdouble(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
         """The model evaluated in numpy's long double, shape (M,), dtype ``np.longdouble``.

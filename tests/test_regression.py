@@ -53,7 +53,7 @@ def test_long_double_prediction_is_the_same_model_without_float64_round_off(two_
     assert float(np.max(np.abs(ld - parts[0] - parts[1]))) <= tol
     if extended:  # the evaluations differ: float64 rounds, long double (almost) does not
         assert 0 < float(np.max(np.abs(two_stage.predict(xe) - ld))) < 1e-14
-    with pytest.raises(ValueError, match="n_stages must be in"):
+    with pytest.raises(ValueError, match="n_stages must be an integer in"):
         two_stage.predict_longdouble(xe, n_stages=3)
     with pytest.raises(ValueError, match="features"):
         two_stage.predict_longdouble(np.zeros((4, 2)))

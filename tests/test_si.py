@@ -7,6 +7,7 @@ import torch
 
 from msnn.problems import si_target_2d
 import msnn.si as si_module
+import msnn.si_features as si_features_module
 from msnn.si import (SIMultistageRegressor, SINetwork, count_primary_modes, lp_loss, si_features,
                      si_grid_features, spectral_modes, tensor_grid_points)
 
@@ -290,7 +291,7 @@ def test_regressor_trains_and_evaluates_stages_by_the_grid_path(monkeypatch):
     def no_point_path(*args, **kwargs):
         raise AssertionError("the point path was used on the training grid")
 
-    monkeypatch.setattr(si_module._SIFeatureLinear, "apply", no_point_path)
+    monkeypatch.setattr(si_features_module._SIFeatureLinear, "apply", no_point_path)
     schedule = [("adam", 5), ("lbfgs", 5), ("output-lstsq",), ("lsgd", 3, {"every": 2})]
     reg = SIMultistageRegressor(n_stages=2, n_features=30, widths=(6,), schedule=schedule, seed=0,
                                 progress=False).fit(u)

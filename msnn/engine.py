@@ -1,0 +1,162 @@
+"""The stage engine: the one loop of Algorithm 1 that every data-fitting driver runs.
+
+Every multi-stage fit is the same loop (Wang & Lai 2024, eq. 2.3-2.5): the residue of
+the stages so far, its RMS ``eps``, a rule that says whether another stage is worth
+training, the next stage built from the residue and trained, kept, checkpointed, and a
+rule that says whether to go on. :class:`StagedFit` runs that loop; a driver supplies
+only what differs:
+
+* ``_stop_before(n, eps)``: why stage ``n`` (0-based) is not trained, or None;
+* ``_fit_stage(n, residue, eps)``: the stage trained on ``residue / eps``, returned as
+  ``(record, network, part)`` with ``part`` its values ``eps u_n`` at the training points;
+* ``_stop_after(record)``: why no stage follows this one, or None;
+* ``_network_for(record, xt)``: an untrained network of the shape a record describes
+  (to resume from a checkpoint);
+* ``predict_stages(x)``: each stage's contribution at ``x``.
+
+The engine keeps the fitted attributes (``stages_``, ``networks_``, ``stopped_``,
+``fit_seconds_``), the float64 sum of the stages at the training points (every residue
+is the data minus that sum, never a chained subtraction), the checkpoint after every
+stage and the resume from it, and the staged predictions (:meth:`StagedFit.staged_predict`,
+as in scikit-learn's boosting estimators).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Iterator
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+
+from ._common import NotFittedError, ParamsMixin, states
+
+__all__ = ["StagedFit"]
+
+
+class StagedFit(ParamsMixin):
+    """The stage loop and everything around it; a driver subclasses it (see the module docstring).
+
+    Class attributes a driver sets: ``_record_type`` (its stage-record dataclass, for
+    resuming) and ``_fit_call`` (how "not fitted" errors name its fit, e.g. ``"fit(x, y)"``).
+    A driver's ``_validate`` sets ``self._n`` (stages asked for) and ``self._ckpt``
+    (a :class:`msnn._common.CheckpointFile`).
+    """
+
+    _record_type: type
+    _fit_call = "fit"
+
+    # ----------------------------------------------------------- driver hooks
+    def _stop_before(self, n: int, eps: float) -> str | None:
+        """Why stage ``n`` is not trained (the loop ends), or None. Default: a zero residue."""
+        return "the residue is exactly zero" if eps == 0.0 else None
+
+    def _fit_stage(self, n: int, residue: np.ndarray, eps: float):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _stop_after(self, rec) -> str | None:
+        """Why no stage follows ``rec``, or None. Default: go on."""
+        return None
+
+    def _network_for(self, rec, xt) -> torch.nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _describe(self, rec) -> str:
+        """The line ``verbose`` prints after a stage."""
+        return f"stage {rec.index + 1}: eps = {rec.eps:.3e}"
+
+    # -------------------------------------------------------------- the loop
+    def _start(self, target: np.ndarray) -> None:
+        """Forget any earlier fit; ``target`` is what the stages sum to (normalized, float64)."""
+        self._target = target
+        self.stages_: list = []
+        self.networks_: list = []
+        self.stopped_ = ""
+        self._train_pred = np.zeros_like(target)
+
+    def _run_stages(self, key: str, xt) -> None:
+        """Resume from the checkpoint under ``key``, then train stages until ``n_stages`` or a stop rule."""
+        self._resume(key, xt)
+        t_fit = time.perf_counter()
+        for n in range(len(self.stages_), self._n):
+            residue = self._target - self._train_pred
+            eps = float(np.sqrt(np.mean(residue ** 2)))
+            why = self._stop_before(n, eps)
+            if why:
+                self.stopped_ = f"stage {n + 1} not trained: {why}"
+                if getattr(self, "verbose", False):
+                    print(self.stopped_, flush=True)
+                break
+            rec, net, part = self._fit_stage(n, residue, eps)
+            self._keep_stage(rec, net, part)
+            if getattr(self, "verbose", False):
+                print(self._describe(rec), flush=True)
+            self._save_checkpoint(key)
+            why = self._stop_after(rec)
+            if why:
+                self.stopped_ = f"stopped after stage {n + 1}: {why}"
+                if getattr(self, "verbose", False):
+                    print(self.stopped_, flush=True)
+                break
+        self.fit_seconds_ = time.perf_counter() - t_fit
+
+    def _keep_stage(self, rec, net: torch.nn.Module, part: np.ndarray) -> None:
+        """Add a trained (or resumed) stage whose values at the training points are ``part``."""
+        self._train_pred = self._train_pred + part
+        self.stages_.append(rec)
+        self.networks_.append(net)
+
+    # ------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, key: str) -> None:
+        self._ckpt.save(key, {"stages": [asdict(r) for r in self.stages_], "states": states(self.networks_)})
+
+    def _resume(self, key: str, xt) -> None:
+        ck = self._ckpt.load(key)
+        if ck is None:
+            return
+        for rec_d, state in zip(ck["stages"], ck["states"]):
+            rec = self._record_type(**rec_d)
+            net = self._network_for(rec, xt)
+            net.load_state_dict(state)
+            with torch.no_grad():
+                part = rec.eps * net(xt).to(torch.float64).cpu().numpy()
+            self._keep_stage(rec, net, part)
+        if getattr(self, "verbose", False):
+            print(f"resumed {len(self.stages_)} stage(s) from {self._ckpt.path}", flush=True)
+
+    # ------------------------------------------------------------- predicting
+    def _check_fitted(self) -> None:
+        if not getattr(self, "networks_", None):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call {self._fit_call} first")
+
+    def _stage_count(self, n_stages: int | None) -> int:
+        k = len(self.stages_) if n_stages is None else n_stages
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(self.stages_):
+            raise ValueError(f"n_stages must be an integer in [1, {len(self.stages_)}], got {n_stages!r}")
+        return int(k)
+
+    def predict_stages(self, x: ArrayLike) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
+        """The model sum_j eps_j u_j(x) in the units of the data (float64, shape (M,)).
+
+        Args:
+            x: inputs.
+            n_stages: use only the first ``n_stages`` stages (default: all).
+        """
+        self._check_fitted()
+        k = self._stage_count(n_stages)
+        return self.predict_stages(x)[:k].sum(axis=0)
+
+    def staged_predict(self, x: ArrayLike) -> Iterator[np.ndarray]:
+        """The model after stage 1, 2, ..., one array (M,) per stage (a generator).
+
+        ``list(staged_predict(x))[k - 1]`` equals ``predict(x, n_stages=k)``; the stages are
+        evaluated once.
+        """
+        self._check_fitted()
+        parts = self.predict_stages(x)
+        for k in range(1, parts.shape[0] + 1):
+            yield parts[:k].sum(axis=0)
