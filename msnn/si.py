@@ -30,7 +30,7 @@ import torch
 
 from ._common import CheckpointFile, StageRun, count, per_stage, resolve_device, settings_key
 from .engine import StagedFit
-from .phases import schedule_for
+from .phases import LossTrainee, check_phases, schedule_for, train_stage
 from .si_features import SINetwork, SpectralModes, grid_bounds, grid_values, lp_loss, spectral_modes
 from ._common import show_progress
 from .training import TrainHistory, merge_histories, train
@@ -167,17 +167,8 @@ class SIMultistageRegressor(StagedFit):
             self._phases = [schedule_for(self.schedule, k, adam_steps=self._adam[k], lbfgs_steps=self._lbfgs[k],
                                          n_stages=n) for k in range(n)]
             for k, phases in enumerate(self._phases):
-                kinds = {ph.kind for ph in phases}
-                bad = sorted(kinds - {"adam", "lbfgs", "output-lstsq", "lsgd"})
-                if bad:
-                    raise ValueError(
-                        f"SI stages do not take the phases {bad}: a Gauss-Newton step on an SI network's "
-                        f"{self._n_features[k]} features (n_f (d + 1) + n_f x "
-                        f"{self._widths[0] if self._widths else 1} parameters in the first layers) is a dense "
-                        "least-squares system too large to be useful; use 'output-lstsq' or 'lsgd', which "
-                        "solve the output layer exactly")
-                if kinds & {"output-lstsq", "lsgd"} and not self._widths:
-                    raise ValueError("'output-lstsq' and 'lsgd' need hidden layers (widths=() has no output layer)")
+                # refused here, before any stage trains, by the registry's capability check
+                check_phases(phases, self._offers(), "SI stages", self._why_not(k))
         self._n = n
         self._device = resolve_device(self.device)
         self._seed = int(self.seed)
@@ -205,55 +196,54 @@ class SIMultistageRegressor(StagedFit):
             return lambda i, r=ratio, s=steps: r ** (i / (s - 1))  # noqa: E731
         return None
 
+    def _offers(self) -> set:
+        """What an SI stage offers the phase registry: a loss, and an exact output layer if it has one."""
+        return {"loss", "linear-output"} if self._widths else {"loss"}
+
+    def _why_not(self, k: int) -> dict:
+        return {
+            "jacobian": (f"SI stages do not take Gauss-Newton phases: a Gauss-Newton step on an SI network's "
+                         f"{self._n_features[k]} features (n_f (d + 1) + n_f x "
+                         f"{self._widths[0] if self._widths else 1} parameters in the first layers) is a dense "
+                         "least-squares system too large to be useful; use 'output-lstsq' or 'lsgd', which "
+                         "solve the output layer exactly"),
+            "linear-output": "they need hidden layers (widths=() has no output layer)",
+        }
+
     def _run_phases(self, net: SINetwork, xt: tuple[torch.Tensor, ...], target: torch.Tensor, phases, target_loss,
                     desc: str) -> tuple[TrainHistory, list[dict]]:
-        """Train one stage by ``phases``; Adam anneals its learning rate within each Adam phase.
+        """Train one stage by ``phases`` through the package's phase runner.
 
-        "output-lstsq" sets the output layer to the least-squares (MSE) fit, whatever the
-        stage's loss; "lsgd" runs Adam on every other parameter on the stage's loss and
-        re-solves the output layer every ``every`` steps and at the end."""
+        Adam anneals its learning rate within each Adam phase; "output-lstsq" sets the
+        output layer to the least-squares (MSE) fit, whatever the stage's loss; "lsgd"
+        runs Adam on every other parameter on the stage's loss and re-solves the output
+        layer every ``every`` steps and at the end."""
         loss_fn = self._loss_fn(net, xt, target)
-        progress = show_progress(self.progress)
         t0 = time.perf_counter()
-        parts, reports = [], []
-        stopped = "budget"
 
-        def current() -> float:
-            with torch.no_grad():
-                return float(loss_fn())
+        def first_order(ph, progress, d):
+            steps = ph.steps if ph.kind == "adam" else 0
+            return train(net, loss_fn, adam_steps=steps, lbfgs_steps=ph.steps if ph.kind == "lbfgs" else 0,
+                         lr=ph.opt("lr", self.lr), lr_schedule=self._annealing(steps), target_loss=target_loss,
+                         progress=progress, desc=d)
 
-        for ph in phases:
-            t1, before = time.perf_counter(), current()
-            if ph.kind in ("adam", "lbfgs"):
-                steps = ph.steps if ph.kind == "adam" else 0
-                h = train(net, loss_fn, adam_steps=steps, lbfgs_steps=ph.steps if ph.kind == "lbfgs" else 0,
-                          lr=ph.opt("lr", self.lr), lr_schedule=self._annealing(steps), target_loss=target_loss,
-                          progress=progress, desc=f"{desc} {ph.kind}")
-                parts.append(h)
-                stopped, done = h.stopped, h.adam_steps + h.lbfgs_iterations
-            elif ph.kind == "output-lstsq":
-                net.solve_output_layer(xt, target, mu=ph.opt("mu", 0.0), rcond=ph.opt("rcond", 1e-15))
-                stopped, done = "solved", 0
-            else:  # lsgd
-                every, mu, rcond = ph.opt("every", 1), ph.opt("mu", 0.0), ph.opt("rcond", 1e-15)
-                net.solve_output_layer(xt, target, mu=mu, rcond=rcond)
-                hidden = [p for p in net.parameters() if p.requires_grad][:-2]
-                opt = torch.optim.Adam(hidden, lr=ph.opt("lr", self.lr))
-                rec = []
-                for i in range(ph.steps):
-                    opt.zero_grad(set_to_none=True)
-                    loss = loss_fn()
-                    loss.backward()
-                    opt.step()
-                    rec.append(float(loss.detach()))
-                    if (i + 1) % every == 0 or i == ph.steps - 1:
-                        net.solve_output_layer(xt, target, mu=mu, rcond=rcond)
-                parts.append(TrainHistory(loss=np.asarray(rec, dtype=float), adam_steps=ph.steps))
-                stopped, done = "budget", ph.steps
-            reports.append({"kind": ph.kind, "steps": int(done), "loss_before": before, "loss_after": current(),
-                            "seconds": time.perf_counter() - t1, "stopped": stopped})
-        hist = merge_histories(parts, seconds=time.perf_counter() - t0, stopped=stopped, final_loss=current())
-        return hist, reports
+        params = [p for p in net.parameters() if p.requires_grad]
+        trainee = LossTrainee(
+            params, loss_fn, first_order=first_order,
+            solve_output=lambda mu, rcond: net.solve_output_layer(xt, target, mu=mu, rcond=rcond),
+            hidden=params[:-2] if self._widths else None, who="SI stages", why_not=self._why_not(0), lr=self.lr,
+            scaled_lsgd=False)
+        reports = train_stage(trainee, phases, progress=show_progress(self.progress), desc=desc)
+        first = iter(trainee.histories)
+        parts = []
+        for r in reports:
+            if r.kind in ("adam", "lbfgs"):
+                parts.append(next(first))
+            elif r.kind == "lsgd":
+                parts.append(TrainHistory(loss=np.asarray(r.step_losses, dtype=float), adam_steps=r.steps))
+        hist = merge_histories(parts, seconds=time.perf_counter() - t0, stopped=reports[-1].stopped,
+                               final_loss=trainee.loss_value())
+        return hist, [r.summary() for r in reports]
 
     # ------------------------------------------------------------------- fit
     def fit(self, u: ArrayLike, *, lo: float | Sequence[float] = -1.0,
@@ -281,56 +271,58 @@ class SIMultistageRegressor(StagedFit):
         xt = tuple(torch.as_tensor(-1.0 + 2.0 * np.arange(n) / n, dtype=self.dtype, device=self._device)
                    for n in u.shape)
         self._u = u
-        self.stages_: list[SIStageRecord] = []
-        self.networks_: list[SINetwork] = []
+        self._xt = xt
         self._train_parts: list[np.ndarray] = []  # eps_j u_j on the grid, normalized units
-        self._train_pred = np.zeros_like(un)
-        key = self._checkpoint_key(un)
-        self._resume(key, xt)
-        t_fit = time.perf_counter()
-        for n in range(len(self.stages_), self._n):
-            residue = un - self._train_pred
-            eps = float(np.sqrt(np.mean(residue ** 2)))
-            if eps == 0.0 or (n > 0 and self.target_rms is not None and eps <= self.target_rms):
-                break
-            target_grid = (residue / eps).reshape(u.shape)
-            all_modes = spectral_modes(target_grid)
-            n_f = min(self._n_features[n], len(all_modes))
-            modes = all_modes.top(n_f)
-            net = SINetwork(modes, self._widths, seed=self._seed + n, dtype=self.dtype, device=self._device,
-                            max_chunk_elements=self._chunk)
-            target = torch.as_tensor(residue / eps, dtype=self.dtype, device=self._device)
-            steps = self._adam[n]
-            target_loss = None
-            if self.target_rms is not None:
-                t = self.target_rms / eps
-                target_loss = t * t if self.loss == "mse" else t
-            desc = f"SI stage {n + 1}/{self._n}"
-            reports = []
-            if self._phases is None:
-                hist: TrainHistory = train(
-                    net, self._loss_fn(net, xt, target), adam_steps=steps, lbfgs_steps=self._lbfgs[n],
-                    lr=self.lr, lr_schedule=self._annealing(steps), target_loss=target_loss,
-                    progress=show_progress(self.progress), desc=desc)
-            else:
-                hist, reports = self._run_phases(net, xt, target, self._phases[n], target_loss, desc)
-            with torch.no_grad():
-                part = eps * net(xt).to(torch.float64).cpu().numpy()
-            rms_after = float(np.sqrt(np.mean((un - (self._train_pred + part)) ** 2)))
-            rec = SIStageRecord(
-                index=n, eps=eps, eps_data=eps * self.eps0_, n_features=n_f,
-                top_modes=[float(v) for v in np.linalg.norm(modes.k[:5], axis=1)], widths=self._widths,
-                loss=self.loss, adam_steps=hist.adam_steps, lbfgs_iterations=hist.lbfgs_iterations,
-                lbfgs_evaluations=hist.lbfgs_evaluations, final_loss=float(np.sum(hist.final_loss)),
-                loss_history=hist.loss, rms_after=rms_after, seconds=hist.seconds, stopped=hist.stopped,
-                phases=reports)
-            self._keep_stage(rec, net, part)
-            if self.verbose:
-                print(f"SI stage {n + 1}: n_f = {n_f}, eps = {rec.eps_data:.3e}, loss = {rec.final_loss:.3e}, "
-                      f"rms after / RMS(u) = {rms_after:.3e} ({hist.seconds:.1f} s)", flush=True)
-            self._save_checkpoint(key)
-        self.fit_seconds_ = time.perf_counter() - t_fit
+        self._start(un)
+        self._run_stages(self._checkpoint_key(un), xt)
         return self
+
+    # ----------------------------------------------------- the engine's hooks
+    def _stop_before(self, n: int, eps: float) -> str | None:
+        if eps == 0.0:
+            return "the residue is exactly zero"
+        if n > 0 and self.target_rms is not None and eps <= self.target_rms:
+            return f"the residue ({eps:.2e}) is at target_rms"
+        return None
+
+    def _describe(self, rec: "SIStageRecord") -> str:
+        return (f"SI stage {rec.index + 1}: n_f = {rec.n_features}, eps = {rec.eps_data:.3e}, loss = "
+                f"{rec.final_loss:.3e}, rms after / RMS(u) = {rec.rms_after:.3e} ({rec.seconds:.1f} s)")
+
+    def _fit_stage(self, n: int, residue: np.ndarray, eps: float):
+        xt, un = self._xt, self._target
+        target_grid = (residue / eps).reshape(self.grid_shape_)
+        all_modes = spectral_modes(target_grid)
+        n_f = min(self._n_features[n], len(all_modes))
+        modes = all_modes.top(n_f)
+        net = SINetwork(modes, self._widths, seed=self._seed + n, dtype=self.dtype, device=self._device,
+                        max_chunk_elements=self._chunk)
+        target = torch.as_tensor(residue / eps, dtype=self.dtype, device=self._device)
+        steps = self._adam[n]
+        target_loss = None
+        if self.target_rms is not None:
+            t = self.target_rms / eps
+            target_loss = t * t if self.loss == "mse" else t
+        desc = f"SI stage {n + 1}/{self._n}"
+        reports = []
+        if self._phases is None:
+            hist: TrainHistory = train(
+                net, self._loss_fn(net, xt, target), adam_steps=steps, lbfgs_steps=self._lbfgs[n],
+                lr=self.lr, lr_schedule=self._annealing(steps), target_loss=target_loss,
+                progress=show_progress(self.progress), desc=desc)
+        else:
+            hist, reports = self._run_phases(net, xt, target, self._phases[n], target_loss, desc)
+        with torch.no_grad():
+            part = eps * net(xt).to(torch.float64).cpu().numpy()
+        rms_after = float(np.sqrt(np.mean((un - (self._train_pred + part)) ** 2)))
+        rec = SIStageRecord(
+            index=n, eps=eps, eps_data=eps * self.eps0_, n_features=n_f,
+            top_modes=[float(v) for v in np.linalg.norm(modes.k[:5], axis=1)], widths=self._widths,
+            loss=self.loss, adam_steps=hist.adam_steps, lbfgs_iterations=hist.lbfgs_iterations,
+            lbfgs_evaluations=hist.lbfgs_evaluations, final_loss=float(np.sum(hist.final_loss)),
+            loss_history=hist.loss, rms_after=rms_after, seconds=hist.seconds, stopped=hist.stopped,
+            phases=reports)
+        return rec, net, part
 
     # --------------------------------------------------------------- predict
     def predict_stages(self, x: ArrayLike) -> np.ndarray:
@@ -354,20 +346,10 @@ class SIMultistageRegressor(StagedFit):
                 out[j] = net(xt).to(torch.float64).cpu().numpy() * rec.eps_data
         return out
 
-    def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
-        """The model sum_j eps_j u_j at points x (M, d), in the units of u."""
-        parts = self.predict_stages(x)
-        k = parts.shape[0] if n_stages is None else int(n_stages)
-        if not 1 <= k <= parts.shape[0]:
-            raise ValueError(f"n_stages must be in [1, {parts.shape[0]}], got {n_stages}")
-        return parts[:k].sum(0)
-
     def predict_grid(self, n_stages: int | None = None) -> np.ndarray:
         """The model on the training grid (float64 sum of the stages), shape of u."""
         self._check_fitted()
-        k = len(self._train_parts) if n_stages is None else int(n_stages)
-        if not 1 <= k <= len(self._train_parts):
-            raise ValueError(f"n_stages must be in [1, {len(self._train_parts)}], got {n_stages}")
+        k = self._stage_count(n_stages)
         return (np.sum(self._train_parts[:k], axis=0) * self.eps0_).reshape(self.grid_shape_)
 
     def residue(self, n_stages: int | None = None) -> np.ndarray:

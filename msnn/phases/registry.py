@@ -99,7 +99,7 @@ class PhaseReport:
 
     ``history`` is the loss per step (Adam), evaluation (L-BFGS), re-solve (LSGD) or
     iteration (Levenberg-Marquardt); for the last two ``times`` holds the seconds
-    elapsed at each entry."""
+    elapsed at each entry; ``step_losses`` is LSGD's loss at each of its Adam steps."""
 
     kind: str
     steps: int
@@ -111,6 +111,7 @@ class PhaseReport:
     rank: int | None = None
     extra_iterations: int = 0
     times: list = field(default_factory=list)
+    step_losses: list = field(default_factory=list)
 
     def summary(self) -> dict:
         """The report without its history, for stage records and tables."""
