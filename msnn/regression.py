@@ -32,7 +32,7 @@ from .spectrum import dominant_frequency, dominant_frequency_2d, dominant_freque
 from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, evaluate, output_layer_norm, round_off, run_phases, schedule_for
 from .training import TrainHistory, train
 
-__all__ = ["MultistageRegressor", "StageRecord", "SparseDataWarning", "Float32Warning", "choose_kappa_hat"]
+__all__ = ["MultistageRegressor", "StageRecord", "choose_kappa_hat"]
 
 
 @dataclass
