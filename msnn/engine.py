@@ -6,9 +6,12 @@ training, the next stage built from the residue and trained, kept, checkpointed,
 rule that says whether to go on. :class:`StagedFit` runs that loop; a driver supplies
 only what differs:
 
-* ``_stop_before(n, eps)``: why stage ``n`` (0-based) is not trained, or None;
-* ``_fit_stage(n, residue, eps)``: the stage trained on ``residue / eps``, returned as
-  ``(record, network, part)`` with ``part`` its values ``eps u_n`` at the training points;
+* ``_plan_stage(n)``: what stage ``n`` (0-based) is set up from, or why it is not
+  trained (a string). By default the residue of the data and its RMS, ``(residue, eps)``,
+  with ``_stop_before(n, eps)`` as the rule; a PINN plans from its equation's residue;
+* ``_fit_stage(n, plan)``: the stage trained, returned as ``(record, network, part)``
+  with ``part`` its values ``eps u_n`` at the training points (None where the stages are
+  not fitted to data);
 * ``_stop_after(record)``: why no stage follows this one, or None;
 * ``_network_for(record, xt)``: an untrained network of the shape a record describes
   (to resume from a checkpoint);
@@ -52,8 +55,19 @@ class StagedFit(ParamsMixin):
         """Why stage ``n`` is not trained (the loop ends), or None. Default: a zero residue."""
         return "the residue is exactly zero" if eps == 0.0 else None
 
-    def _fit_stage(self, n: int, residue: np.ndarray, eps: float):  # pragma: no cover - abstract
+    def _plan_stage(self, n: int):
+        """``(residue, eps)`` of the data for stage ``n``, or the reason it is not trained."""
+        residue = self._target - self._train_pred
+        eps = float(np.sqrt(np.mean(residue ** 2)))
+        return self._stop_before(n, eps) or (residue, eps)
+
+    def _fit_stage(self, n: int, plan):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _part_of(self, rec, net: torch.nn.Module, xt):
+        """A resumed stage's values at the training points (``eps u``), or None."""
+        with torch.no_grad():
+            return rec.eps * net(xt).to(torch.float64).cpu().numpy()
 
     def _stop_after(self, rec) -> str | None:
         """Why no stage follows ``rec``, or None. Default: go on."""
@@ -67,43 +81,53 @@ class StagedFit(ParamsMixin):
         return f"stage {rec.index + 1}: eps = {rec.eps:.3e}"
 
     # -------------------------------------------------------------- the loop
-    def _start(self, target: np.ndarray) -> None:
-        """Forget any earlier fit; ``target`` is what the stages sum to (normalized, float64)."""
+    def _start(self, target: np.ndarray | None) -> None:
+        """Forget any earlier fit; ``target`` is what the stages sum to (normalized, float64;
+        None where the stages are not fitted to data)."""
         self._target = target
         self.stages_: list = []
         self.networks_: list = []
         self.stopped_ = ""
-        self._train_pred = np.zeros_like(target)
+        self._train_pred = None if target is None else np.zeros_like(target)
 
-    def _run_stages(self, key: str, xt) -> None:
-        """Resume from the checkpoint under ``key``, then train stages until ``n_stages`` or a stop rule."""
-        self._resume(key, xt)
+    def _run_stages(self, key: str | None, xt, start: int | None = None, stop: int | None = None) -> None:
+        """Train stages until ``n_stages`` or a stop rule, after resuming from the checkpoint under ``key``.
+
+        With ``start`` (and ``stop``), train stages ``start`` .. ``stop - 1`` on top of the
+        stages kept so far, without resuming.
+        """
+        if start is None:
+            self._resume(key, xt)
+            start = len(self.stages_)
+        stop = self._n if stop is None else stop
+        self.stopped_ = ""
         t_fit = time.perf_counter()
-        for n in range(len(self.stages_), self._n):
-            residue = self._target - self._train_pred
-            eps = float(np.sqrt(np.mean(residue ** 2)))
-            why = self._stop_before(n, eps)
-            if why:
-                self.stopped_ = f"stage {n + 1} not trained: {why}"
-                if getattr(self, "verbose", False):
+        verbose = getattr(self, "verbose", False)
+        for n in range(start, stop):
+            plan = self._plan_stage(n)
+            if isinstance(plan, str):
+                self.stopped_ = f"stage {n + 1} not trained: {plan}"
+                if verbose:
                     print(self.stopped_, flush=True)
                 break
-            rec, net, part = self._fit_stage(n, residue, eps)
+            rec, net, part = self._fit_stage(n, plan)
             self._keep_stage(rec, net, part)
-            if getattr(self, "verbose", False):
+            if verbose:
                 print(self._describe(rec), flush=True)
-            self._save_checkpoint(key)
+            if key is not None:
+                self._save_checkpoint(key)
             why = self._stop_after(rec)
             if why:
                 self.stopped_ = f"stopped after stage {n + 1}: {why}"
-                if getattr(self, "verbose", False):
+                if verbose:
                     print(self.stopped_, flush=True)
                 break
         self.fit_seconds_ = time.perf_counter() - t_fit
 
     def _keep_stage(self, rec, net: torch.nn.Module, part: np.ndarray) -> None:
         """Add a trained (or resumed) stage whose values at the training points are ``part``."""
-        self._train_pred = self._train_pred + part
+        if part is not None:
+            self._train_pred = self._train_pred + part
         self.stages_.append(rec)
         self.networks_.append(net)
 
@@ -119,9 +143,7 @@ class StagedFit(ParamsMixin):
             rec = self._record_type(**rec_d)
             net = self._network_for(rec, xt)
             net.load_state_dict(state)
-            with torch.no_grad():
-                part = rec.eps * net(xt).to(torch.float64).cpu().numpy()
-            self._keep_stage(rec, net, part)
+            self._keep_stage(rec, net, self._part_of(rec, net, xt))
         if getattr(self, "verbose", False):
             print(f"resumed {len(self.stages_)} stage(s) from {self._ckpt.path}", flush=True)
 

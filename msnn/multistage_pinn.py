@@ -34,7 +34,7 @@ import math
 import os
 import time
 from typing import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -43,7 +43,8 @@ import torch
 from .pinn import RAR, PINNProblem, StagedSolution, grad, sample_collocation
 from .pinn_training import algorithm3, estimate_next_stage, gamma_bound, residual_grid, train_pinn
 from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, output_layer_norm, round_off, rows_loss, run_phases, schedule_for
-from ._common import CheckpointFile, NotFittedError, ParamsMixin, count as _count, per_stage, settings_key
+from ._common import CheckpointFile, NotFittedError, count as _count, per_stage, settings_key
+from .engine import StagedFit
 from ._common import StepCounts, resolve_device
 from .spectrum import dominant_frequency, dominant_frequency_2d
 
@@ -110,7 +111,7 @@ class PINNStageRecord(StepCounts):
     round_off: float = math.nan
 
 
-class MultistagePINN(ParamsMixin):
+class MultistagePINN(StagedFit):
     """Algorithm 4: a PINN solved in stages, each set up from the previous residue.
 
     Implements Algorithm 4 of Wang & Lai (2024), eq. (3.41)-(3.43). Stage 1 is a
@@ -179,9 +180,10 @@ class MultistagePINN(ParamsMixin):
         checkpoint: a file; after every stage the solution is saved there, and a run
             with the same settings resumes from it.
 
-    Fitted attributes (after :meth:`solve`):
+    Fitted attributes (after :meth:`solve`), kept by the stage engine (:mod:`msnn.engine`):
         model_: the :class:`msnn.pinn.StagedSolution`.
-        records_: one :class:`PINNStageRecord` per stage trained.
+        stages_: one :class:`PINNStageRecord` per stage trained (``records_`` is the same list).
+        networks_: the stage networks (those of ``model_``).
         stopped_: why fewer than ``n_stages`` stages were trained ("" if all were).
         runs_: the :class:`msnn.pinn.PINNRun` of every stage trained in this process.
 
@@ -328,7 +330,7 @@ class MultistagePINN(ParamsMixin):
 
         Raises ValueError if the problem has no exact solution.
         """
-        self._check_solved()
+        self._check_fitted()
         if self.problem.exact is None:
             raise ValueError("the problem has no exact solution")
         axes, pts = self._grid()
@@ -337,14 +339,20 @@ class MultistagePINN(ParamsMixin):
 
     def residue(self, n_stages: int | None = None):
         """``(axes, r)``: the equation residue of the first ``n_stages`` stages on the uniform grid."""
-        self._check_solved()
+        self._check_fitted()
         if n_stages is None or n_stages == self.model_.n_stages:
             return residual_grid(self.problem, self.model_, self.n_grid)
         return residual_grid(self.problem, _Truncated(self.model_, n_stages), self.n_grid)
 
-    def _check_solved(self):
-        if not hasattr(self, "model_"):
-            raise NotFittedError("this MultistagePINN is not solved yet: call solve() first")
+    _record_type = PINNStageRecord
+    _fit_call = "solve()"
+
+    @property
+    def records_(self) -> list:
+        """The stage records (the engine's ``stages_``)."""
+        if not hasattr(self, "stages_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call {self._fit_call} first")
+        return self.stages_
 
     # ------------------------------------------------------------ the loop
     def _gamma(self, k: int, eps: float, eps_r: float, run_kwargs: dict) -> tuple[float, str]:
@@ -400,13 +408,12 @@ class MultistagePINN(ParamsMixin):
     def solve(self) -> "MultistagePINN":
         """Run Algorithm 4 for ``n_stages`` stages; returns ``self``."""
         self._validate()
-        p = self.problem
-        self.model_ = StagedSolution(p.dim, dtype=self.dtype, device=self._device)
-        self.records_: list[PINNStageRecord] = []
-        self.runs_ = []
-        self._specs = {}
-        start = self._resume()
-        return self._stages(start, self._n)
+        self._start(None)  # the stages are fitted to an equation, not to data
+        self.model_ = StagedSolution(self.problem.dim, dtype=self.dtype, device=self._device)
+        self.runs_, self._specs, self._given = [], {}, None
+        self._diagnostics()
+        self._run_stages(self._key() if self._ckpt else None, None)
+        return self
 
     def restage(self, stage: int, *, eps: float | None = None, f_d: Sequence[float] | None = None) -> "MultistagePINN":
         """A copy of this solution with stage ``stage`` trained afresh from given settings.
@@ -423,7 +430,7 @@ class MultistagePINN(ParamsMixin):
             ValueError: not solved, ``stage`` outside 2..(stages trained), neither setting
                 given, a non-positive or non-finite eps, or f_d of the wrong length or sign.
         """
-        self._check_solved()
+        self._check_fitted()
         n_done = len(self.records_)
         if isinstance(stage, bool) or not isinstance(stage, (int, np.integer)) or not 2 <= stage <= n_done:
             raise ValueError(f"stage must be an integer from 2 to {n_done} (the stages trained), got {stage!r}")
@@ -438,87 +445,110 @@ class MultistagePINN(ParamsMixin):
         k = int(stage) - 1
         new = type(self)(**{**self.get_params(), "checkpoint": None})
         new._validate()
+        new._start(None)
         new.model_ = self._rebuild(k)
-        new.records_ = copy.deepcopy(self.records_[:k])
-        new.runs_, new._specs = [], {}
-        return new._stages(k, k + 1, given={"eps": eps, "f_d": f_d})
+        new.stages_, new.networks_ = copy.deepcopy(self.records_[:k]), list(new.model_.stages)
+        new.runs_, new._specs, new._given = [], {}, {"eps": eps, "f_d": f_d}
+        new._diagnostics()
+        new._run_stages(None, None, k, k + 1)
+        return new
 
-    def _stages(self, start: int, stop: int, given: dict | None = None) -> "MultistagePINN":
-        """Train stages start..stop-1 (0-based) on top of model_; ``given`` replaces the eps
-        and f_d read off the residue for every stage trained here (see :meth:`restage`)."""
+    # ----------------------------------------------------- the engine's hooks
+    def _diagnostics(self) -> None:
+        """The residue grid (axes, points) and the exact solution there, once per solve."""
         p = self.problem
-        axes, pts = self._grid()
-        exact = p.exact(pts) if p.exact is not None else None
-        self.stopped_ = ""
-        for k in range(start, stop):
-            u_max = float(np.max(np.abs(self.model_.predict(pts)))) if k > 0 else 0.0
-            t0 = time.perf_counter()
-            # steps 3-4: the residue of the stages so far (the source for stage 1) sets eps_k and kappa_k
-            est = self._estimate(k)
-            if given is not None:
-                if given["eps"] is not None:
-                    est.eps = float(given["eps"])
-                if given["f_d"] is not None:
-                    est.f_d = list(given["f_d"])
-                    est.kappa_hat = [self._factor * math.pi * v for v in est.f_d]
-            if k == 0:
-                eps, kh = self._eps0, self.kappa_hat0
-            else:
-                eps, kh = est.eps, list(est.kappa_hat)
-                if eps <= ROUND_OFF_FLOOR * u_max:
-                    # the next stage's error magnitude (eq. 3.19) is at the float64 round-off of
-                    # the solution: its residue is rounding noise, and a stage would fit noise
-                    self.stopped_ = (f"stage {k + 1} not trained: its eps = {eps:.1e} is at the float64 "
-                                     f"round-off of the solution (max |u| = {u_max:.2g})")
-                    break
-            self._specs[k] = {"eps": eps, "kappa_hat": kh}
-            # step 7: gPINN weight from eq. (3.40) on the current residue
-            if self._gpinn[k]:
-                gg = self._gamma_g[k]
-                if gg is None:
-                    _, r = residual_grid(p, self.model_, self.n_grid)
-                    _, gr = residual_grid(p, self.model_, self.n_grid, gradient_norm=True)
-                    gg = float(np.sum(r ** 2) / max(np.sum(gr ** 2), 1e-300))
-                gg = float(gg)
-            else:
-                gg = 0.0
-            run_kwargs = dict(gamma_g=gg, n_collocation=self._n_c[k], sampler=self.sampler,
-                              resample_every=self._resample[k], adam_steps=self._adam[k],
-                              lbfgs_steps=self._lbfgs[k], lr=self._lr[k], margin=self._margin,
-                              rar=self._rar[k], extra_points=self.extra_points, seed=self._seed + k,
-                              lr_schedule=self._lr_schedule[k], progress=self.progress)
-            gamma, source = self._gamma(k, eps, est.eps_r, run_kwargs)
-            # steps 5-6: the ansatz u_k^(c) = u_(k-1)^(c) + eps_k u_k(x; kappa_k), earlier stages frozen
-            net = self.model_.add_stage(eps, widths=self._widths[k], kappa_hat=kh, seed=self._seed + k, init=self.init)
-            # step 8: train on the original equation
-            run = train_pinn(p, self.model_, gamma=gamma, desc=f"stage {k + 1}", **run_kwargs)
-            reports = self._second_order(k, net, run, gamma, gg, kh)
-            self.runs_.append(run)
-            _, r = residual_grid(p, self.model_, self.n_grid)
-            rec = PINNStageRecord(
-                stage=k + 1, eps=float(eps), eps_r=est.eps_r, f_d=[float(v) for v in est.f_d],
-                kappa_hat=None if kh is None else [float(v) for v in np.atleast_1d(kh)],
-                gamma=float(gamma), gamma_g=gg, gamma_source=source, widths=self._widths[k],
-                n_weights=net.n_weights(biases=True), loss_d=run.loss_d, loss_e=run.loss_e, loss_g=run.loss_g,
-                adam_steps=run.history.adam_steps, lbfgs_iterations=run.history.lbfgs_iterations,
-                lbfgs_evaluations=run.history.lbfgs_evaluations,
-                residue_rms=float(np.sqrt(np.mean(r ** 2))), residue_f_d=self._frequency(r, axes),
-                phases=[rep.summary() for rep in reports], output_norm=output_layer_norm(net),
-                round_off=float(eps) * round_off(net, torch.as_tensor(pts, dtype=self.dtype, device=self._device)))
-            if exact is not None:
-                e = exact - self.model_.predict(pts)
-                rec.error_rms = float(np.sqrt(np.mean(e ** 2)))
-                rec.error_max = float(np.max(np.abs(e)))
-                rec.error_f_d = self._frequency(e, axes)
-            rec.seconds = time.perf_counter() - t0
-            self.records_.append(rec)
-            self._save()
-            if reports and reports[-1].kind == "rejected":
-                # the stage did worse than none on its validation points and contributes zero;
-                # the next stage would be set up from the same residue
-                self.stopped_ = f"stage {k + 1} rejected: worse than no stage on its validation points"
-                break
-        return self
+        self._axes, self._pts = self._grid()
+        self._exact = p.exact(self._pts) if p.exact is not None else None
+
+    def _plan_stage(self, k: int):
+        """Steps 3-4 of Algorithm 4: the residue of the stages so far (the source for stage 1)
+        sets eps_k and kappa_k (eq. 3.18-3.19); ``_given`` replaces them (:meth:`restage`)."""
+        pts = self._pts
+        u_max = float(np.max(np.abs(self.model_.predict(pts)))) if k > 0 else 0.0
+        t0 = time.perf_counter()
+        est = self._estimate(k)
+        given = self._given
+        if given is not None:
+            if given["eps"] is not None:
+                est.eps = float(given["eps"])
+            if given["f_d"] is not None:
+                est.f_d = list(given["f_d"])
+                est.kappa_hat = [self._factor * math.pi * v for v in est.f_d]
+        if k == 0:
+            eps, kh = self._eps0, self.kappa_hat0
+        else:
+            eps, kh = est.eps, list(est.kappa_hat)
+            if eps <= ROUND_OFF_FLOOR * u_max:
+                # the next stage's error magnitude (eq. 3.19) is at the float64 round-off of
+                # the solution: its residue is rounding noise, and a stage would fit noise
+                return (f"its eps = {eps:.1e} is at the float64 round-off of the solution "
+                        f"(max |u| = {u_max:.2g})")
+        self._specs[k] = {"eps": eps, "kappa_hat": kh}
+        return est, eps, kh, t0
+
+    def _fit_stage(self, k: int, plan):
+        """Steps 5-8 of Algorithm 4: the weights, the ansatz with earlier stages frozen, training."""
+        est, eps, kh, t0 = plan
+        p = self.problem
+        axes, pts, exact = self._axes, self._pts, self._exact
+        # step 7: gPINN weight from eq. (3.40) on the current residue
+        if self._gpinn[k]:
+            gg = self._gamma_g[k]
+            if gg is None:
+                _, r = residual_grid(p, self.model_, self.n_grid)
+                _, gr = residual_grid(p, self.model_, self.n_grid, gradient_norm=True)
+                gg = float(np.sum(r ** 2) / max(np.sum(gr ** 2), 1e-300))
+            gg = float(gg)
+        else:
+            gg = 0.0
+        run_kwargs = dict(gamma_g=gg, n_collocation=self._n_c[k], sampler=self.sampler,
+                          resample_every=self._resample[k], adam_steps=self._adam[k],
+                          lbfgs_steps=self._lbfgs[k], lr=self._lr[k], margin=self._margin,
+                          rar=self._rar[k], extra_points=self.extra_points, seed=self._seed + k,
+                          lr_schedule=self._lr_schedule[k], progress=self.progress)
+        gamma, source = self._gamma(k, eps, est.eps_r, run_kwargs)
+        # steps 5-6: the ansatz u_k^(c) = u_(k-1)^(c) + eps_k u_k(x; kappa_k), earlier stages frozen
+        net = self.model_.add_stage(eps, widths=self._widths[k], kappa_hat=kh, seed=self._seed + k, init=self.init)
+        # step 8: train on the original equation
+        run = train_pinn(p, self.model_, gamma=gamma, desc=f"stage {k + 1}", **run_kwargs)
+        reports = self._second_order(k, net, run, gamma, gg, kh)
+        self.runs_.append(run)
+        _, r = residual_grid(p, self.model_, self.n_grid)
+        rec = PINNStageRecord(
+            stage=k + 1, eps=float(eps), eps_r=est.eps_r, f_d=[float(v) for v in est.f_d],
+            kappa_hat=None if kh is None else [float(v) for v in np.atleast_1d(kh)],
+            gamma=float(gamma), gamma_g=gg, gamma_source=source, widths=self._widths[k],
+            n_weights=net.n_weights(biases=True), loss_d=run.loss_d, loss_e=run.loss_e, loss_g=run.loss_g,
+            adam_steps=run.history.adam_steps, lbfgs_iterations=run.history.lbfgs_iterations,
+            lbfgs_evaluations=run.history.lbfgs_evaluations,
+            residue_rms=float(np.sqrt(np.mean(r ** 2))), residue_f_d=self._frequency(r, axes),
+            phases=[rep.summary() for rep in reports], output_norm=output_layer_norm(net),
+            round_off=float(eps) * round_off(net, torch.as_tensor(pts, dtype=self.dtype, device=self._device)))
+        if exact is not None:
+            e = exact - self.model_.predict(pts)
+            rec.error_rms = float(np.sqrt(np.mean(e ** 2)))
+            rec.error_max = float(np.max(np.abs(e)))
+            rec.error_f_d = self._frequency(e, axes)
+        rec.seconds = time.perf_counter() - t0
+        return rec, net, None
+
+    def _stop_after(self, rec) -> str | None:
+        if rec.phases and rec.phases[-1]["kind"] == "rejected":
+            # the stage did worse than none on its validation points and contributes zero;
+            # the next stage would be set up from the same residue
+            return "rejected, worse than no stage on its validation points"
+        return None
+
+    def _describe(self, rec) -> str:
+        return (f"stage {rec.stage}: eps = {rec.eps:.3e}, gamma = {rec.gamma:.3g} ({rec.gamma_source}), "
+                f"residue rms {rec.residue_rms:.3e}, error rms {rec.error_rms:.3e} ({rec.seconds:.1f} s)")
+
+    def _network_for(self, rec, xt):
+        return self.model_.add_stage(rec.eps, widths=tuple(rec.widths), kappa_hat=rec.kappa_hat,
+                                     seed=self._seed + rec.stage - 1, init=self.init)
+
+    def _part_of(self, rec, net, xt):
+        return None
 
     def _second_order(self, k: int, net, run, gamma: float, gamma_g: float, kappa_hat) -> list:
         """The least-squares / Gauss-Newton phases of stage k, after its Adam and L-BFGS phases.
@@ -626,13 +656,18 @@ class MultistagePINN(ParamsMixin):
     # ------------------------------------------------------------ results
     def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
         """u^(c) at points x of shape (N, d) (or (N,) in 1D), float64 numpy."""
-        self._check_solved()
+        self._check_fitted()
         return self.model_.predict(x, n_stages)
+
+    def predict_stages(self, x: ArrayLike) -> np.ndarray:
+        """eps_k u_k(x) of every stage, shape (n_stages, N) (for :meth:`staged_predict`)."""
+        self._check_fitted()
+        return self.model_.predict_stages(x)
 
     @property
     def n_weights_(self) -> int:
         """Weights and biases of all stages together."""
-        self._check_solved()
+        self._check_fitted()
         return int(sum(r.n_weights for r in self.records_))
 
     def iterations(self) -> np.ndarray:
@@ -653,7 +688,7 @@ class MultistagePINN(ParamsMixin):
         rms and dominant frequency of the true error u_g - u^(c) after each stage. In 2D,
         f_d is |k|.
         """
-        self._check_solved()
+        self._check_fitted()
         norm = lambda f: float(np.hypot(*f)) if len(f) > 1 else float(f[0])  # noqa: E731
         if source == "error":
             if self.problem.exact is None:
@@ -685,26 +720,10 @@ class MultistagePINN(ParamsMixin):
                              "n_c": self._n_c, "seed": self._seed, "name": self.problem.name, "gpinn": self._gpinn,
                              "gamma": [str(g) for g in self._gammas], "gamma_g": [str(g) for g in self._gamma_g],
                              "orders": np.asarray(self.orders).tolist(), "eps_beta": self._eps_beta,
-                             "eps0": self._eps0, "factor": self._factor, "init": self.init, "n_grid": self.n_grid},
+                             "eps0": self._eps0, "factor": self._factor, "init": self.init, "n_grid": self.n_grid,
+                             "format": "engine"},
                             np.asarray(self.problem.data_x, dtype=np.float64),
                             np.asarray(self.problem.data_u, dtype=np.float64))
-
-    def _save(self) -> None:
-        self._ckpt.save(self._key(), {"state": self.model_.state_dict(),
-                                      "records": [asdict(r) for r in self.records_]})
-
-    def _resume(self) -> int:
-        ck = self._ckpt.load(self._key(), map_location=self._device)
-        if ck is None:
-            return 0
-        recs = [PINNStageRecord(**r) for r in ck["records"]][: self._n]
-        for j, rec in enumerate(recs):
-            rec.widths = tuple(rec.widths)
-            self.model_.add_stage(rec.eps, widths=rec.widths, kappa_hat=rec.kappa_hat, seed=self._seed + j,
-                                  init=self.init)
-        self.model_.load_state_dict({k: v for k, v in ck["state"].items() if int(k.split(".")[1]) < len(recs)})
-        self.records_ = recs
-        return len(recs)
 
 
 def _is_linear(problem: PINNProblem) -> bool:

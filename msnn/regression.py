@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -382,7 +381,8 @@ class MultistageRegressor(StagedFit):
                     f"{6 * math.pi * f:.0f}); the stage may overfit.", SparseDataWarning, stacklevel=5)
         return self.higher_activation, f_d, kh
 
-    def _fit_stage(self, n: int, residue: np.ndarray, eps: float):
+    def _fit_stage(self, n: int, plan):
+        residue, eps = plan
         grid, xn, xt, yn = self._grid, self._xn, self._xt, self._target
         act, f_d, kh = self._stage_frequency(n, residue)
         net = StageNetwork(

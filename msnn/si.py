@@ -289,7 +289,8 @@ class SIMultistageRegressor(StagedFit):
         return (f"SI stage {rec.index + 1}: n_f = {rec.n_features}, eps = {rec.eps_data:.3e}, loss = "
                 f"{rec.final_loss:.3e}, rms after / RMS(u) = {rec.rms_after:.3e} ({rec.seconds:.1f} s)")
 
-    def _fit_stage(self, n: int, residue: np.ndarray, eps: float):
+    def _fit_stage(self, n: int, plan):
+        residue, eps = plan
         xt, un = self._xt, self._target
         target_grid = (residue / eps).reshape(self.grid_shape_)
         all_modes = spectral_modes(target_grid)

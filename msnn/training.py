@@ -19,7 +19,6 @@ search, so it sums them; use it on single networks when exact independence matte
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable

@@ -54,7 +54,8 @@ class IntegralEquation(StagedFit):
     def _network_for(self, rec, xt):
         return StageNetwork(1, (12, 12), first_activation="tanh", seed=self.seed + rec.index)
 
-    def _fit_stage(self, n, residue, eps):
+    def _fit_stage(self, n, plan):
+        residue, eps = plan
         net = self._network_for(_Record(n, eps, 0.0), self._xt)
         op = torch.as_tensor(self._op)
         target = torch.as_tensor(residue / eps)
