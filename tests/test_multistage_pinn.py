@@ -157,7 +157,7 @@ def test_exact_output_layer_phases_refuse_a_nonlinear_equation():
 def test_second_order_stages_are_validated_on_the_residue_grid(monkeypatch):
     # the next stage's eps and f_d are read on the n_grid grid, so the kept parameters must
     # not make the residue there worse: the grid is among the validation rows
-    import msnn.multistage_pinn as mpm
+    import msnn.pinn_stage as mpm
 
     seen = []
     real = mpm.run_phases
