@@ -15,6 +15,9 @@ only what differs:
 * ``_stop_after(record)``: why no stage follows this one, or None;
 * ``_network_for(record, xt)``: an untrained network of the shape a record describes
   (to resume from a checkpoint);
+* ``_checkpoint_settings()``: ``(common, per_stage, arrays)``, the settings that shape every
+  stage, the per-stage settings (lists of ``n_stages`` values) and the data, from which
+  stage k's checkpoint key is made (:mod:`msnn.checkpoints`);
 * ``predict_stages(x)``: each stage's contribution at ``x``.
 
 The engine keeps the fitted attributes (``stages_``, ``networks_``, ``stopped_``,
@@ -33,7 +36,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from ._common import NotFittedError, ParamsMixin, states
+from ._common import NotFittedError, ParamsMixin, settings_key
+from .checkpoints import StageCheckpoints
 
 __all__ = ["StagedFit"]
 
@@ -43,8 +47,8 @@ class StagedFit(ParamsMixin):
 
     Class attributes a driver sets: ``_record_type`` (its stage-record dataclass, for
     resuming) and ``_fit_call`` (how "not fitted" errors name its fit, e.g. ``"fit(x, y)"``).
-    A driver's ``_validate`` sets ``self._n`` (stages asked for) and ``self._ckpt``
-    (a :class:`msnn._common.CheckpointFile`).
+    A driver's ``_validate`` sets ``self._n`` (stages asked for); its ``checkpoint``
+    parameter (a path or None) says where the stages are saved.
     """
 
     _record_type: type
@@ -90,14 +94,17 @@ class StagedFit(ParamsMixin):
         self.stopped_ = ""
         self._train_pred = None if target is None else np.zeros_like(target)
 
-    def _run_stages(self, key: str | None, xt, start: int | None = None, stop: int | None = None) -> None:
-        """Train stages until ``n_stages`` or a stop rule, after resuming from the checkpoint under ``key``.
+    def _run_stages(self, xt, start: int | None = None, stop: int | None = None) -> None:
+        """Train stages until ``n_stages`` or a stop rule, after resuming from the stages checkpointed
+        under the same data and settings.
 
         With ``start`` (and ``stop``), train stages ``start`` .. ``stop - 1`` on top of the
-        stages kept so far, without resuming.
+        stages kept so far, without checkpoints.
         """
+        ckpt = StageCheckpoints(getattr(self, "checkpoint", None)) if start is None else StageCheckpoints(None)
+        ckpt.check_writable()  # before any training
         if start is None:
-            self._resume(key, xt)
+            self._resume(ckpt, xt)
             start = len(self.stages_)
         stop = self._n if stop is None else stop
         self.stopped_ = ""
@@ -114,8 +121,7 @@ class StagedFit(ParamsMixin):
             self._keep_stage(rec, net, part)
             if verbose:
                 print(self._describe(rec), flush=True)
-            if key is not None:
-                self._save_checkpoint(key)
+            self._save_checkpoint(ckpt, n)
             why = self._stop_after(rec)
             if why:
                 self.stopped_ = f"stopped after stage {n + 1}: {why}"
@@ -132,20 +138,33 @@ class StagedFit(ParamsMixin):
         self.networks_.append(net)
 
     # ------------------------------------------------------------ checkpoints
-    def _save_checkpoint(self, key: str) -> None:
-        self._ckpt.save(key, {"stages": [asdict(r) for r in self.stages_], "states": states(self.networks_)})
+    def _checkpoint_settings(self) -> tuple[dict, dict, tuple]:
+        """``(common, per_stage, arrays)`` that shape the stages (see the module docstring)."""
+        return {}, {}, () if self._target is None else (self._target,)
 
-    def _resume(self, key: str, xt) -> None:
-        ck = self._ckpt.load(key)
-        if ck is None:
-            return
-        for rec_d, state in zip(ck["stages"], ck["states"]):
+    def _stage_key(self, k: int) -> str:
+        """The key of stage k's checkpoint: the data and every setting that shapes stages 1..k."""
+        common, per_stage, arrays = self._checkpoint_settings()
+        first = {name: list(values)[: k + 1] for name, values in per_stage.items()}
+        return settings_key({"driver": type(self).__name__, "common": common, "stages": first}, *arrays)
+
+    def _save_checkpoint(self, ckpt: StageCheckpoints, k: int) -> None:
+        if ckpt:
+            ckpt.save(k, self._stage_key(k), asdict(self.stages_[k]), self.networks_[k].state_dict())
+
+    def _resume(self, ckpt: StageCheckpoints, xt) -> None:
+        """Keep the checkpointed stages 1, 2, ... of these data and settings, up to the first missing one."""
+        for k in range(self._n):
+            saved = ckpt.load(k, self._stage_key(k))
+            if saved is None:
+                break
+            rec_d, state = saved
             rec = self._record_type(**rec_d)
             net = self._network_for(rec, xt)
             net.load_state_dict(state)
             self._keep_stage(rec, net, self._part_of(rec, net, xt))
-        if getattr(self, "verbose", False):
-            print(f"resumed {len(self.stages_)} stage(s) from {self._ckpt.path}", flush=True)
+        if self.stages_ and getattr(self, "verbose", False):
+            print(f"resumed {len(self.stages_)} stage(s) from {ckpt.path}", flush=True)
 
     # ------------------------------------------------------------- predicting
     def _check_fitted(self) -> None:

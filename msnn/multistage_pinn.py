@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
-from ._common import CheckpointFile, NotFittedError, count as _count, per_stage, resolve_device, settings_key
+from ._common import CheckpointFile, NotFittedError, count as _count, per_stage, resolve_device
 from .engine import StagedFit
 from .phases import ROUND_OFF_FLOOR, output_layer_norm, round_off, schedule_for
 from .pinn import RAR, PINNProblem, StagedSolution
@@ -358,7 +358,7 @@ class MultistagePINN(StagedFit):
         self.model_ = StagedSolution(self.problem.dim, dtype=self.dtype, device=self._device)
         self.runs_, self._specs, self._given = [], {}, None
         self._diagnostics()
-        self._run_stages(self._key() if self._ckpt else None, None)
+        self._run_stages(None)
         return self
 
     def restage(self, stage: int, *, eps: float | None = None, f_d: Sequence[float] | None = None) -> "MultistagePINN":
@@ -396,7 +396,7 @@ class MultistagePINN(StagedFit):
         new.stages_, new.networks_ = copy.deepcopy(self.records_[:k]), list(new.model_.stages)
         new.runs_, new._specs, new._given = [], {}, {"eps": eps, "f_d": f_d}
         new._diagnostics()
-        new._run_stages(None, None, k, k + 1)
+        new._run_stages(None, k, k + 1)
         return new
 
     # ----------------------------------------------------- the engine's hooks
@@ -564,17 +564,21 @@ class MultistagePINN(StagedFit):
         return out
 
     # ------------------------------------------------------------ checkpoints
-    def _key(self) -> str:
-        return settings_key({"n_stages": self._n, "widths": self._widths, "adam": self._adam, "lbfgs": self._lbfgs,
-                             "phases": [[str(ph) for ph in phs] for phs in self._phases], "lr": self._lr,
-                             "n_c": self._n_c, "seed": self._seed, "name": self.problem.name, "gpinn": self._gpinn,
-                             "gamma": [str(g) for g in self._gammas], "gamma_g": [str(g) for g in self._gamma_g],
-                             "orders": np.asarray(self.orders).tolist(), "eps_beta": self._eps_beta,
-                             "eps0": self._eps0, "factor": self._factor, "init": self.init, "n_grid": self.n_grid,
-                             "format": "engine"},
-                            np.asarray(self.problem.data_x, dtype=np.float64),
-                            np.asarray(self.problem.data_u, dtype=np.float64))
-
+    def _checkpoint_settings(self) -> tuple[dict, dict, tuple]:
+        p = self.problem
+        common = {"name": p.name, "orders": np.asarray(self.orders).tolist(), "eps_beta": self._eps_beta,
+                  "eps0": self._eps0, "factor": self._factor, "init": self.init, "n_grid": self.n_grid,
+                  "pad": self.pad, "seed": self._seed, "sampler": self.sampler, "margin": self._margin,
+                  "kappa_hat0": None if self.kappa_hat0 is None else np.asarray(self.kappa_hat0).tolist(),
+                  "algorithm3_n0": self.algorithm3_n0, "schedule": str(self._schedule)}
+        per_stage = {"widths": self._widths, "adam": self._adam, "lbfgs": self._lbfgs,
+                     "phases": [[str(ph) for ph in phs] for phs in self._phases], "lr": self._lr,
+                     "n_c": self._n_c, "resample": self._resample, "gpinn": self._gpinn,
+                     "gamma": [str(g) for g in self._gammas], "gamma_g": [str(g) for g in self._gamma_g],
+                     "rar": [None if r is None else repr(r) for r in self._rar]}
+        extra = np.zeros((0, p.dim)) if self.extra_points is None else np.asarray(self.extra_points, dtype=np.float64)
+        return common, per_stage, (np.asarray(p.data_x, dtype=np.float64), np.asarray(p.data_u, dtype=np.float64),
+                                   extra)
 
 
 def _magnitude(eps_r: float, f_d, orders, eps_beta: float) -> float:

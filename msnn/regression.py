@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 import torch
 
 from ._common import (CheckpointFile, Float32Warning, SparseDataWarning, StageRun, count, per_stage, resolve_device,
-                      settings_key, show_progress)
+                      show_progress)
 from .engine import StagedFit
 from ._common import float64_array as _to_numpy
 from .networks import StageNetwork
@@ -296,14 +296,6 @@ class MultistageRegressor(StagedFit):
             raise ValueError(f"{name} must have shape (N,) or (N, d), got {x.shape}")
         return x
 
-    def _settings(self) -> dict:
-        return dict(
-            n_stages=self._n, widths=self._widths, adam=self._adam, lbfgs=self._lbfgs,
-            lr=self.lr, kf=self.kappa_factor, kh=self.kappa_hat, act=self.higher_activation,
-            dtype=str(self.dtype), seed=self._seed, init=self.init, target=self.target_rms,
-            phases=[[str(p) for p in ph] for ph in self._phases], stage_points=self.stage_points,
-        )
-
     # ------------------------------------------------------------------- fit
     def fit(self, x: ArrayLike, y: ArrayLike) -> "MultistageRegressor":
         """Fit the stages to data ``y`` at inputs ``x`` (numpy or torch, any float dtype)."""
@@ -333,7 +325,7 @@ class MultistageRegressor(StagedFit):
         self._grid, self._xn = grid, xn
         self._xt = xt = torch.as_tensor(xn, dtype=self.dtype, device=self._device)
         self._start(yn)  # the stages sum to yn; residues are yn minus their float64 sum
-        self._run_stages(self._checkpoint_key(xn, yn), xt)
+        self._run_stages(xt)
         return self
 
     # ----------------------------------------------------- the engine's hooks
@@ -537,8 +529,13 @@ class MultistageRegressor(StagedFit):
         return rows
 
     # ------------------------------------------------------------ checkpoint
-    def _checkpoint_key(self, xn, yn) -> str:
-        return settings_key(self._settings(), xn, yn)
+    def _checkpoint_settings(self) -> tuple[dict, dict, tuple]:
+        common = dict(lr=self.lr, kf=self.kappa_factor, act=self.higher_activation, dtype=str(self.dtype),
+                      seed=self._seed, init=self.init, stage_points=self.stage_points)
+        kh = [None] + ([None] * (self._n - 1) if self.kappa_hat is None else list(self.kappa_hat))
+        per_stage = dict(widths=self._widths, adam=self._adam, lbfgs=self._lbfgs, kappa_hat=kh,
+                         phases=[[str(p) for p in ph] for ph in self._phases])
+        return common, per_stage, (self._xn, self._target)
 
     def _network_for(self, rec: "StageRecord", xt: torch.Tensor) -> StageNetwork:
         return StageNetwork(xt.shape[1], tuple(rec.widths), first_activation=rec.activation, kappa_hat=rec.kappa_hat,

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
-from ._common import CheckpointFile, StageRun, count, per_stage, resolve_device, settings_key
+from ._common import CheckpointFile, StageRun, count, per_stage, resolve_device
 from .engine import StagedFit
 from .phases import LossTrainee, check_phases, schedule_for, train_stage
 from .si_features import SINetwork, SpectralModes, grid_bounds, grid_values, lp_loss, spectral_modes
@@ -176,12 +176,6 @@ class SIMultistageRegressor(StagedFit):
         self._ckpt = CheckpointFile(self.checkpoint)
 
     # ------------------------------------------------------------------ data
-    def _settings(self) -> dict:
-        return dict(n_stages=self._n, n_f=self._n_features, widths=self._widths, adam=self._adam,
-                    lbfgs=self._lbfgs, lr=float(self.lr), lr_final=self.lr_final, loss=self.loss, p=float(self.p),
-                    dtype=str(self.dtype), seed=self._seed, target=self.target_rms,
-                    schedule=None if self._phases is None else [[str(ph) for ph in phs] for phs in self._phases])
-
     def _normalize(self, x: np.ndarray) -> np.ndarray:
         return -1.0 + 2.0 * (x - self.lo_) / (self.hi_ - self.lo_)
 
@@ -274,7 +268,7 @@ class SIMultistageRegressor(StagedFit):
         self._xt = xt
         self._train_parts: list[np.ndarray] = []  # eps_j u_j on the grid, normalized units
         self._start(un)
-        self._run_stages(self._checkpoint_key(un), xt)
+        self._run_stages(xt)
         return self
 
     # ----------------------------------------------------- the engine's hooks
@@ -369,9 +363,14 @@ class SIMultistageRegressor(StagedFit):
         return sum(len(s.loss_history) for s in self.stages_)
 
     # ------------------------------------------------------------ checkpoint
-    def _checkpoint_key(self, un) -> str:
+    def _checkpoint_settings(self) -> tuple[dict, dict, tuple]:
+        common = dict(widths=self._widths, lr=float(self.lr), lr_final=self.lr_final, loss=self.loss,
+                      p=float(self.p), dtype=str(self.dtype), seed=self._seed)
+        per_stage = dict(n_f=self._n_features, adam=self._adam, lbfgs=self._lbfgs,
+                         schedule=[None] * self._n if self._phases is None
+                         else [[str(ph) for ph in phs] for phs in self._phases])
         grid = np.array(self.lo_.tolist() + self.hi_.tolist() + list(self.grid_shape_), dtype=np.float64)
-        return settings_key(self._settings(), un, grid)
+        return common, per_stage, (self._target, grid)
 
     def _network_for(self, rec: "SIStageRecord", xt: tuple[torch.Tensor, ...]) -> SINetwork:
         n_f, d = rec.n_features, len(self.grid_shape_)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from msnn._common import CheckpointFile, ParamsMixin
+from msnn._common import ParamsMixin
 from msnn.engine import StagedFit
 from msnn.networks import StageNetwork
 from msnn.phases import LossTrainee, PHASES, register_phase, train_stage
@@ -38,7 +38,7 @@ class IntegralEquation(StagedFit):
     def __init__(self, *, n_stages: int = 2, n_nodes: int = 24, schedule=(("adam", 200), ("output-lstsq",)),
                  seed: int = 0, checkpoint=None) -> None:
         self._store_params(locals())
-        self._n, self._ckpt = n_stages, CheckpointFile(checkpoint)
+        self._n = n_stages
 
     # the equation: the operator (I - lam K Q) on values at the nodes
     def fit(self):
@@ -48,7 +48,7 @@ class IntegralEquation(StagedFit):
         f = np.exp(self.x_) - self.x_ / 2
         self._xt = torch.as_tensor(2 * self.x_ - 1, dtype=torch.float64)[:, None]
         self._start(f)
-        self._run_stages("toy", self._xt)
+        self._run_stages(self._xt)
         return self
 
     def _network_for(self, rec, xt):
