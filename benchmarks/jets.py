@@ -16,7 +16,8 @@ import time
 
 import torch
 
-from msnn.burgers import BurgersSolution, residual_jet
+from msnn.burgers import BurgersSolution
+from msnn.jets import residual_jet
 
 
 def autograd_loss(model, yc, ys):

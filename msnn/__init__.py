@@ -13,6 +13,7 @@ book's machinery is ``msnn.book``.
 from ._common import Float32Warning, NotFittedError, SparseDataWarning
 from .burgers import BurgersSolution, train_burgers
 from .ensemble import fit_ensemble
+from .multistage_burgers import MultistageBurgers
 from .multistage_pinn import MultistagePINN
 from .networks import StageNetwork
 from .pinn import RAR, PINNProblem, StagedSolution, grad, laplacian
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BurgersSolution",
     "Float32Warning",
+    "MultistageBurgers",
     "MultistagePINN",
     "MultistageRegressor",
     "NotFittedError",

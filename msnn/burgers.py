@@ -16,14 +16,15 @@ derivative of the residue selects (eq. 4.2-4.5).
 What is here:
 
 * :func:`~msnn.problems.exact_profile` and :func:`~msnn.problems.exact_derivatives` (in
-  :mod:`msnn.problems`, importable from here too): the family (D.6) to machine
+  :mod:`msnn.problems`): the family (D.6) to machine
   precision (a monotone Newton iteration on ``a + a^p = |y|``, which cannot miss its
   root) and its derivatives up to order four by inverse-function differentiation;
-* :func:`network_jet` and :func:`odd_jet`: a stage network and the odd ansatz
+* :func:`~msnn.jets.network_jet` and :func:`~msnn.jets.odd_jet` (in :mod:`msnn.jets`):
+  a stage network and the odd ansatz
   ``U = y [NN(y) + NN(-y)]`` with their first four derivatives in ``y``, computed in
   one forward pass (Taylor-mode, Faa di Bruno per layer) instead of four nested
   autograd passes; they stay differentiable in the weights;
-* :func:`residual_jet`: r, r', r'', r''' from the jet of U (eq. 4.5);
+* :func:`~msnn.jets.residual_jet`: r, r', r'', r''' from the jet of U (eq. 4.5);
 * :class:`BurgersSolution`: a sum of odd stages ``sum_k eps_k U_k`` and a trainable
   lambda written as ``lambda = lambda_base + lambda_scale * delta`` (``delta`` is the
   trainable O(1) number, so a stage can learn a correction of 1e-12 in float64);
@@ -35,7 +36,11 @@ What is here:
   gPINN term at the smoothness points, is our addition (see :func:`train_burgers`);
 * :func:`evaluate`: error against the exact lambda = 1/2 profile, residue, losses and
   the split of the error into a low-frequency part (least-squares odd polynomial) and
-  the high-frequency rest, used by chapter ``ch-burgers``.
+  the high-frequency rest, used by chapter ``ch-burgers``;
+* :func:`next_stage_settings` and :func:`add_next_stage`: Algorithm 4's next stage
+  (eq. 3.9, 3.16, 3.32) and the low-frequency network of eq. (4.8);
+* the driver that runs those rounds as one estimator is
+  :class:`msnn.multistage_burgers.MultistageBurgers`.
 
 Everything runs in the model's dtype, float64 by default.
 """
@@ -52,117 +57,25 @@ import torch
 from torch import nn
 
 from ._common import resolve_device
+from .jets import odd_jet, residual_jet
 from .networks import StageNetwork
-from .pinn import gamma_bound, magnitude_estimate, sample_collocation
+from .phases import LossTrainee, Phase, check_phases, parse_schedule, train_stage
+from .pinn import sample_collocation
+from .pinn_training import gamma_bound, magnitude_estimate
+from .problems import check_lambda, exact_profile
 from .spectrum import dominant_frequency
-from .phases import Phase, levenberg_marquardt, parse_schedule
 from .training import TrainHistory, merge_histories, train
 
-__all__ = [
-    "network_jet", "odd_jet", "residual_jet",
-    "BurgersSolution", "BurgersRun", "train_burgers", "BurgersEval", "evaluate", "split_error",
-    "next_stage_settings", "add_next_stage",
-]
+__all__ = ["BurgersSolution", "BurgersRun", "train_burgers", "BurgersEval", "evaluate", "split_error",
+           "next_stage_settings", "add_next_stage", "LAMBDA_SMOOTH"]
 
 LAMBDA_SMOOTH = 0.5
 
-
-# The exact profiles live with the papers' other problems (msnn.problems); importable from here too.
-from .problems import _check_lambda, exact_derivatives, exact_profile, exact_residual  # noqa: E402,F401
-
-
-# ---------------------------------------------------------------- Taylor-mode jets
-def _act_derivs(z: torch.Tensor, kind: str, order: int) -> list[torch.Tensor]:
-    """sigma(z) and its derivatives up to ``order`` (<= 4) for tanh or sin."""
-    if kind == "tanh":
-        t = torch.tanh(z)
-        s = 1 - t * t
-        out = [t, s, -2 * t * s, s * (6 * t * t - 2), 8 * t * s * (2 - 3 * t * t)]
-    else:
-        sn, cs = torch.sin(z), torch.cos(z)
-        out = [sn, cs, -sn, -cs, sn]
-    return out[: order + 1]
-
-
-def _compose(sig: list[torch.Tensor], z: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Derivatives of sigma(z(y)) from those of sigma and z (Faa di Bruno, orders <= 4)."""
-    n = len(z) - 1
-    out = [sig[0]]
-    if n >= 1:
-        out.append(sig[1] * z[1])
-    if n >= 2:
-        out.append(sig[2] * z[1] ** 2 + sig[1] * z[2])
-    if n >= 3:
-        out.append(sig[3] * z[1] ** 3 + 3 * sig[2] * z[1] * z[2] + sig[1] * z[3])
-    if n >= 4:
-        out.append(sig[4] * z[1] ** 4 + 6 * sig[3] * z[1] ** 2 * z[2]
-                   + sig[2] * (3 * z[2] ** 2 + 4 * z[1] * z[3]) + sig[1] * z[4])
-    return out
-
-
-def network_jet(net: StageNetwork, y: torch.Tensor, order: int = 4) -> list[torch.Tensor]:
-    """``[N(y), N'(y), ..., N^(order)(y)]`` of a 1D stage network, each of shape (n,).
-
-    The derivatives are pushed through the layers with the input (Taylor mode): the
-    first layer is affine in y, so its pre-activation has one nonzero derivative,
-    and every tanh/sin layer maps a jet to a jet by Faa di Bruno's formula. One pass
-    costs about ``order + 1`` forward passes and the result stays differentiable in
-    the network's weights. Agrees with nested autograd to round-off (tested).
-    """
-    if not isinstance(net, StageNetwork):
-        raise TypeError(f"network_jet needs a StageNetwork, got {type(net).__name__}")
-    if net.in_dim != 1 or net.n_models != 1:
-        raise ValueError("network_jet needs a single network with one input")
-    if not (isinstance(order, (int, np.integer)) and 0 <= order <= 4):
-        raise ValueError(f"order must be an integer in 0..4, got {order!r}")
-    y = y.reshape(-1, 1).to(net.dtype)
-    W0, b0 = net.weights[0][0], net.biases[0][0]
-    k = net.kappa.reshape(-1)[0]
-    z0 = (y * k) @ W0 + b0
-    zeros = torch.zeros_like(z0)
-    z = [z0, (k * W0).expand_as(z0)] + [zeros] * (order - 1)
-    z = z[: order + 1]
-    h = _compose(_act_derivs(z[0], net.first_activation, order), z)
-    for W, b in zip(list(net.weights)[1:-1], list(net.biases)[1:-1]):
-        z = [h[0] @ W[0] + b[0]] + [hj @ W[0] for hj in h[1:]]
-        h = _compose(_act_derivs(z[0], "tanh", order), z)
-    W, b = net.weights[-1][0], net.biases[-1][0]
-    out = [(h[0] @ W + b)[:, 0]] + [(hj @ W)[:, 0] for hj in h[1:]]
-    return out
-
-
-def odd_jet(net: StageNetwork, y: torch.Tensor, order: int = 4) -> list[torch.Tensor]:
-    """Jet of the odd ansatz ``U(y) = y [N(y) + N(-y)]`` (Appendix D), orders 0..``order``.
-
-    With ``S(y) = N(y) + N(-y)``, ``S^(j)(y) = N^(j)(y) + (-1)^j N^(j)(-y)`` and, by
-    Leibniz, ``U^(j) = y S^(j) + j S^(j-1)``. U is odd for any weights.
-    """
-    y = y.reshape(-1).to(net.dtype)
-    both = network_jet(net, torch.cat([y, -y]), order)
-    n = y.shape[0]
-    S = [d[:n] + (-1) ** j * d[n:] for j, d in enumerate(both)]
-    return [y * S[0]] + [y * S[j] + j * S[j - 1] for j in range(1, order + 1)]
-
-
-def residual_jet(U: Sequence[torch.Tensor], y: torch.Tensor, lam: float | torch.Tensor,
-                 order: int = 3) -> list[torch.Tensor]:
-    """``[r, r', ..., r^(order)]`` of eq. (4.5) from the jet of U (needs U up to ``order + 1``).
-
-    With ``A = (1 + lambda) y + U``: ``r = -lambda U + A U'`` and, by Leibniz,
-    ``r^(j) = -lambda U^(j) + sum_i C(j, i) A^(i) U^(j-i+1)``, where ``A' = 1 + lambda + U'``
-    and ``A^(i) = U^(i)`` for ``i >= 2``.
-    """
-    if len(U) < order + 2:
-        raise ValueError(f"residual derivatives up to order {order} need U up to order {order + 1}")
-    y = y.reshape(-1).to(U[0].dtype)
-    A = [(1 + lam) * y + U[0], 1 + lam + U[1]] + list(U[2:])
-    out = []
-    for j in range(order + 1):
-        r = -lam * U[j]
-        for i in range(j + 1):
-            r = r + math.comb(j, i) * A[i] * U[j - i + 1]
-        out.append(r)
-    return out
+#: What a Burgers round offers the phase registry (:mod:`msnn.phases.registry`): a loss, and
+#: residual rows with their Jacobian; and why it offers no exact output layer.
+OFFERS = frozenset({"loss", "jacobian"})
+WHY_NOT = {"linear-output": "the Burgers residual (U U' and lambda) is not linear in U, so no output layer can "
+                            "be solved exactly: use ('lm', n) for a Gauss-Newton phase"}
 
 
 # ---------------------------------------------------------------- the staged solution
@@ -184,7 +97,7 @@ class BurgersSolution(nn.Module):
                  device: str | torch.device = "auto"):
         super().__init__()
         self.dtype_, self.device_ = dtype, resolve_device(device)
-        self.lambda_base = _check_lambda(lambda_init)
+        self.lambda_base = check_lambda(lambda_init)
         self.lambda_scale = 1.0
         self.delta = nn.Parameter(torch.zeros((), dtype=dtype, device=self.device_))
         self.nets = nn.ModuleList()
@@ -405,28 +318,34 @@ def _round_rows(model: "BurgersSolution", *, gamma: float, gamma_g: float = 0.0,
 
 def _train_phases(model: "BurgersSolution", phases, loss_fn, rows, rows_and_jacobian, record, *, lr: float,
                   progress, desc: str) -> TrainHistory:
-    """Run a round's phases one after the other; one TrainHistory for all of them."""
+    """Run a round's phases through the phase runner; one TrainHistory for all of them.
+
+    The round offers a loss and its residual rows with their Jacobian (Gauss-Newton); its
+    residual is not linear in U, so it offers no exact output layer."""
     t0 = time.perf_counter()
-    parts, reports, lm_steps = [], [], 0
-    stopped, final_loss = "budget", math.nan
-    for ph in phases:
-        if ph.kind in ("adam", "lbfgs"):
-            h = train(model.trainable(), loss_fn, adam_steps=ph.steps if ph.kind == "adam" else 0,
-                      lbfgs_steps=ph.steps if ph.kind == "lbfgs" else 0, lr=ph.opt("lr", lr),
-                      progress=progress, desc=desc, fast=False)
-            parts.append(h)
-            stopped, final_loss = h.stopped, float(h.final_loss)
+
+    def first_order(ph, progress, d):
+        return train(model.trainable(), loss_fn, adam_steps=ph.steps if ph.kind == "adam" else 0,
+                     lbfgs_steps=ph.steps if ph.kind == "lbfgs" else 0, lr=ph.opt("lr", lr), progress=progress,
+                     desc=desc, fast=False)
+
+    trainee = LossTrainee(model.trainable(), loss_fn, first_order=first_order, rows=rows,
+                          rows_and_jacobian=rows_and_jacobian, score=record, who="Burgers rounds", lr=lr,
+                          why_not=WHY_NOT)
+    reports = train_stage(trainee, phases, progress=progress, desc=desc)
+    first = iter(trainee.histories)
+    parts, lm = [], []
+    for r in reports:
+        if r.kind in ("adam", "lbfgs"):
+            parts.append(next(first))
         else:
-            rep = levenberg_marquardt(model.trainable(), rows, ph.steps, damping=ph.opt("damping", 1e-3),
-                                      patience=ph.opt("patience", 25), min_gain=ph.opt("min_gain", 1e-3),
-                                      score=record, progress=progress, desc=f"{desc} lm", jacobian=rows_and_jacobian)
-            parts.append(TrainHistory(loss=np.asarray(rep.history[1:], dtype=float)))
-            lm_steps += rep.steps
-            reports.append(rep.summary())
-            stopped, final_loss = rep.stopped, float(rep.loss_after)
-    hist = merge_histories(parts, seconds=time.perf_counter() - t0, stopped=stopped, final_loss=final_loss,
-                           extra={"lm_iterations": lm_steps, "phases": [str(p) for p in phases], "lm": reports})
-    return hist
+            parts.append(TrainHistory(loss=np.asarray(r.history[1:], dtype=float)))
+            lm.append(r)
+    last = reports[-1]
+    final_loss = float(trainee.histories[-1].final_loss) if last.kind in ("adam", "lbfgs") else float(last.loss_after)
+    return merge_histories(parts, seconds=time.perf_counter() - t0, stopped=last.stopped, final_loss=final_loss,
+                           extra={"lm_iterations": sum(r.steps for r in lm), "phases": [str(p) for p in phases],
+                                  "lm": [r.summary() for r in lm]})
 
 
 def train_burgers(model: BurgersSolution, *, gamma: float, gamma_g: float = 0.0, gamma_s: float = 1e-3,
@@ -489,10 +408,7 @@ def train_burgers(model: BurgersSolution, *, gamma: float, gamma_g: float = 0.0,
         raise ValueError(f"smooth_width must lie in (0, 2], got {smooth_width}")
     phases = None if schedule is None else parse_schedule(schedule)
     if phases is not None:
-        bad = sorted({p.kind for p in phases} - {"adam", "lbfgs", "lm"})
-        if bad:
-            raise ValueError(f"phases {bad} solve an output layer exactly, which needs a residual linear in U; "
-                             "the Burgers residual (U U' and lambda) is not: use ('lm', n) for a Gauss-Newton phase")
+        check_phases(phases, OFFERS, "Burgers rounds", WHY_NOT)
     yc, ys, fc, fs = _round_points(model, n_collocation, n_smooth, smooth_width, seed)
     last = model.n_rounds - 1
     nc = yc.shape[0]

@@ -170,7 +170,7 @@ def finite_difference_points(target: float = 1e-11) -> dict:
 
 
 # ---------------------------------------------------------------- Burgers profiles (Appendix D)
-def _check_lambda(lam: float) -> float:
+def check_lambda(lam: float) -> float:
     lam = float(lam)
     if not (math.isfinite(lam) and lam > 0):
         raise ValueError(f"lambda must be finite and positive, got {lam}")
@@ -193,7 +193,7 @@ def exact_profile(y: ArrayLike, lam: float = 0.5, C: float = 1.0) -> np.ndarray:
     Returns:
         U(y), same shape as ``y``, float64, accurate to a few ulp.
     """
-    lam = _check_lambda(lam)
+    lam = check_lambda(lam)
     if not (math.isfinite(C) and C > 0):
         raise ValueError(f"C must be finite and positive, got {C}")
     y = np.asarray(y, dtype=np.float64)

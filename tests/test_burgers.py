@@ -1,4 +1,4 @@
-"""The self-similar Burgers problem: exact profiles, Taylor-mode jets, residue derivatives, lambda."""
+"""The self-similar Burgers problem: exact profiles, Taylor-mode jets, residue derivatives, lambda, the driver."""
 import copy
 import math
 
@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from msnn.burgers import (BurgersSolution, add_next_stage, evaluate, exact_derivatives, exact_profile,
-                          exact_residual, network_jet, next_stage_settings, odd_jet, residual_jet, split_error,
-                          train_burgers)
+from msnn import NotFittedError
+from msnn.burgers import BurgersSolution, add_next_stage, evaluate, next_stage_settings, split_error, train_burgers
+from msnn.jets import network_jet, odd_jet, residual_jet
+from msnn.multistage_burgers import MultistageBurgers
+from msnn.problems import exact_derivatives, exact_profile, exact_residual
 from msnn.networks import StageNetwork
 
 Y = np.linspace(-2.0, 2.0, 4001)
@@ -302,3 +304,184 @@ def test_add_next_stage_builds_algorithm_4s_stage():
         add_next_stage(c, ev, run, lambda_scale=-1.0)
     with pytest.raises(ValueError, match="no stage yet"):
         add_next_stage(BurgersSolution(0.6), ev, run)
+
+
+# ---------------------------------------------------------------- the driver (MultistageBurgers)
+WEIGHTS = dict(gamma_g=0.1, gamma_s=1e-2, smooth_width=0.1)  # chapter 8's, with gamma_o given per case
+TINY = dict(widths=(8, 8), n_smooth=8, n_grid=401, device="cpu", progress=False)
+
+
+def _hand_round(model, k, gamma, *, gamma_o=1.0, n_c=40, **budget):
+    """One round as the chapters write it: train_burgers with points seed k, then evaluate."""
+    run = train_burgers(model, gamma=gamma, gamma_o=gamma_o, n_collocation=n_c, n_smooth=8, seed=k, progress=False,
+                        **WEIGHTS, **budget)
+    return run, evaluate(model, 401)
+
+
+def _assert_same(hand: list, drv, stages=None):
+    """Bit-for-bit: lambda, errors and every loss history of (run, eval) pairs against a driver's."""
+    stages = range(len(hand)) if stages is None else stages
+    assert len(drv.runs_) == len(hand)
+    for k in stages:
+        (r, e), rd, ed = hand[k], drv.runs_[k], drv.evals_[k]
+        assert ed.lam == e.lam and ed.lambda_error == e.lambda_error, k
+        assert ed.error_rms == e.error_rms and ed.residue_rms == e.residue_rms and ed.f_d == e.f_d, k
+        for key in ("loss_d", "loss_e", "loss_g", "loss_s", "loss_o", "lam"):
+            assert np.array_equal(getattr(rd, key), getattr(r, key)), (k, key)
+        assert np.array_equal(rd.history.loss, r.history.loss) and rd.final == r.final, k
+    assert drv.lambda_ == hand[-1][1].lam
+
+
+def test_driver_is_the_hand_written_rounds_bit_for_bit():
+    # chapter 11's loop with Adam + L-BFGS: stage 1, then Algorithm 4's next stage twice, per-stage budgets
+    adam, lbfgs, n_c = [60, 30, 30], [20, 20, 15], [40, 48, 48]
+    m = BurgersSolution(0.6, device="cpu")
+    m.add_stage([dict(eps=1.0, widths=(8, 8), seed=0)])
+    hand, sts = [], []
+    for k in range(3):
+        gamma = 0.5
+        if k:
+            sts.append(add_next_stage(m, hand[-1][1], hand[-1][0], widths=(8, 8), seed=10 * k))
+            gamma = sts[-1]["gamma"]
+        hand.append(_hand_round(m, k, gamma, n_c=n_c[k], adam_steps=adam[k], lbfgs_steps=lbfgs[k]))
+    drv = MultistageBurgers(n_stages=3, adam_steps=adam, lbfgs_steps=lbfgs, n_collocation=n_c + [99], gamma_o=1.0,
+                            **WEIGHTS, **TINY).fit()
+    _assert_same(hand, drv)
+    for st, sd in zip(sts, drv.settings_[1:]):
+        assert {k: sd[k] for k in st} == st and sd["lambda_scale"] == st["eps_lambda"]
+    assert drv.settings_[2]["network_seed"] == 20 and drv.settings_[2]["points_seed"] == 2
+    assert [r.settings["n_collocation"] for r in drv.runs_] == n_c  # a longer list: its first n_stages entries
+    y = np.linspace(-2, 2, 17)
+    staged = list(drv.staged_predict(y))
+    assert len(staged) == 3 and np.array_equal(staged[-1], m.predict(y)) and np.array_equal(drv.predict(y), staged[-1])
+    assert np.array_equal(drv.predict(y, n_stages=1), m.predict(y, rounds=[0]))
+    assert np.array_equal(drv.predict(y, order=1), m.predict(y, order=1))
+    assert np.array_equal(list(drv.staged_predict(y, order=2))[1], m.predict(y, rounds=[0, 1], order=2))
+
+
+def test_driver_with_an_lm_schedule_is_the_hand_written_rounds():
+    sched = [("adam", 20), ("lm", 4)]
+    m = BurgersSolution(0.6, device="cpu")
+    m.add_stage([dict(eps=1.0, widths=(8, 8), seed=3)])
+    hand = [_hand_round(m, 3, 0.5, schedule=sched)]
+    st = add_next_stage(m, hand[0][1], hand[0][0], widths=(8, 8), seed=13)
+    hand.append(_hand_round(m, 4, st["gamma"], schedule=sched))
+    drv = MultistageBurgers(n_stages=2, schedule=sched, n_collocation=40, seed=3, gamma_o=1.0, **WEIGHTS,
+                            **TINY).fit()
+    _assert_same(hand, drv)
+    assert drv.runs_[1].settings["phases"] == ["adam 20", "lm 4"]
+    # one phase list per stage, None for Adam then L-BFGS (the golden Burgers case's mixture)
+    mixed = MultistageBurgers(n_stages=2, schedule=[None, sched], adam_steps=20, lbfgs_steps=5, n_collocation=40,
+                              seed=3, **WEIGHTS, **TINY).fit()
+    assert mixed.runs_[0].settings["phases"] == ["adam 20", "lbfgs 5"]
+    assert mixed.runs_[1].settings["phases"] == ["adam 20", "lm 4"]
+
+
+def test_driver_branches_are_chapter_8s_deep_copies():
+    # chapter 8: stage 1; stage 2 with and without L_o from the same stage 1; stages 3a (lambda scale
+    # 2 sqrt(L_o)), 3b (the same and eq. 4.8's second network) and 3c (scale sqrt(L_s)) from the same two stages
+    budget = dict(adam_steps=30, lbfgs_steps=15)
+    m = BurgersSolution(0.6, device="cpu")
+    m.add_stage([dict(eps=1.0, widths=(8, 8), seed=0)])
+    h1 = _hand_round(m, 0, 0.5, **budget)
+    paper = copy.deepcopy(m)
+    st2 = add_next_stage(m, h1[1], h1[0], widths=(8, 8), seed=10)
+    h2 = _hand_round(m, 1, st2["gamma"], **budget)
+    add_next_stage(paper, h1[1], h1[0], widths=(8, 8), seed=10)
+    h2p = _hand_round(paper, 1, st2["gamma"], gamma_o=0.0, **budget)
+    ma, mb, mc = m, copy.deepcopy(m), copy.deepcopy(m)
+    scale_o = 2 * math.sqrt(h2[0].final["loss_o"])
+    st3 = add_next_stage(ma, h2[1], h2[0], widths=(8, 8), seed=20, lambda_scale=scale_o)
+    add_next_stage(mb, h2[1], h2[0], widths=(8, 8), seed=20, lambda_network=True, lambda_scale=scale_o)
+    add_next_stage(mc, h2[1], h2[0], widths=(8, 8), seed=20)
+    h3a, h3b, h3c = (_hand_round(x, 2, st3["gamma"], **budget) for x in (ma, mb, mc))
+
+    one = MultistageBurgers(n_stages=1, n_collocation=40, gamma_o=1.0, **budget, **WEIGHTS, **TINY).fit()
+    p = one.branch(n_stages=2, gamma_o=0.0).fit()
+    two = one.branch(n_stages=2).fit()
+    a = two.branch(n_stages=3, lambda_scale="2_sqrt_lo").fit()
+    b = two.branch(n_stages=3, lambda_scale="2_sqrt_lo", lambda_network=True).fit()
+    c = two.branch(n_stages=3).fit()
+    _assert_same([h1], one)
+    _assert_same([h1, h2p], p)
+    _assert_same([h1, h2], two)
+    _assert_same([h1, h2, h3a], a)
+    _assert_same([h1, h2, h3b], b)
+    _assert_same([h1, h2, h3c], c)
+    assert a.settings_[2]["lambda_scale"] == scale_o and a.settings_[2]["eps"] == st3["eps"]
+    assert len(b.model_.nets) == 4 and b.settings_[2]["lambda_network"]
+    assert p.runs_[1].settings["gamma_o"] == 0.0 and p.runs_[0].settings["gamma_o"] == 1.0
+    assert len(one.runs_) == 1 and len(two.runs_) == 2 and one.model_.n_rounds == 1  # branching changes nothing
+    # a branch that drops a fitted stage trains the same next stage as one taken before it
+    c2 = a.branch(2, lambda_scale="sqrt_ls").fit()
+    _assert_same([h1, h2, h3c], c2)
+    # and a warm start extends in place, as a branch would
+    two.set_params(n_stages=3, warm_start=True).fit()
+    _assert_same([h1, h2, h3c], two)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lambda_init=0.0), "lambda_init"),
+    (dict(n_stages=0), "n_stages"),
+    (dict(widths=(8, 0)), "widths"),
+    (dict(widths=[(8,), (8,)], n_stages=3), "widths"),
+    (dict(gamma1=1.0), "gamma1"),
+    (dict(gamma_g=-0.1), "gamma_g"),
+    (dict(gamma_s=math.nan), "gamma_s"),
+    (dict(gamma_o=[1.0, -1.0, 1.0]), "gamma_o"),
+    (dict(smooth_width=3.0), "smooth_width"),
+    (dict(adam_steps=-1), "adam_steps"),
+    (dict(lbfgs_steps=1.5), "lbfgs_steps"),
+    (dict(adam_steps=0, lbfgs_steps=0), "no training"),
+    (dict(schedule="paper"), "schedule"),
+    (dict(schedule=[("adam", 10), ("vp-lm", 5)]), "schedule of stage 1"),
+    (dict(schedule=[("adam", -3)]), "schedule of stage 1"),
+    (dict(schedule=[[("adam", 10)], [("adam", 10)]], n_stages=3), "schedule"),
+    (dict(schedule=[("adam", 10)], adam_steps=5), "adam_steps"),
+    (dict(lr=0.0), "lr"),
+    (dict(n_collocation=1), "n_collocation"),
+    (dict(n_smooth=0), "n_smooth"),
+    (dict(n_grid=8), "n_grid"),
+    (dict(lambda_scale="sqrt_lo"), "lambda_scale"),
+    (dict(lambda_scale=-1e-3), "lambda_scale"),
+    (dict(lambda_scale=[None, None, "sqrt_ls"]), "lambda_scale"),
+    (dict(lambda_network="yes"), "lambda_network"),
+    (dict(warm_start=1), "warm_start"),
+    (dict(seed=-1), "seed"),
+    (dict(device="tpu"), "device"),
+    (dict(progress="no"), "progress"),
+])
+def test_driver_refuses_bad_settings_before_training(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MultistageBurgers(**kwargs)
+
+
+def test_driver_contract():
+    drv = MultistageBurgers(n_stages=2, lambda_scale=[None, 1e-3], lambda_network=[False, True], **TINY)
+    params = drv.get_params()
+    assert type(drv)(**params).get_params() == params and params["lambda_scale"] == [None, 1e-3]
+    assert "n_stages=2" in repr(drv)
+    with pytest.raises(ValueError, match="n_collocation"):
+        drv.set_params(n_collocation=0)
+    with pytest.raises(NotFittedError):
+        drv.predict([0.0])
+    with pytest.raises(NotFittedError):
+        drv.branch()
+    drv = MultistageBurgers(n_stages=1, adam_steps=5, lbfgs_steps=0, n_collocation=20, **TINY).fit()
+    assert drv.settings_[0]["kappa_hat"] is None and drv.lambda_ == drv.model_.lambda_value
+    with pytest.raises(ValueError, match="keep"):
+        drv.branch(2)
+    with pytest.raises(ValueError, match="no parameter"):
+        drv.branch(n_stage=2)
+    with pytest.raises(ValueError, match="warm_start"):
+        drv.branch(warm_start=False)
+    with pytest.raises(ValueError, match="n_stages"):
+        drv.predict([0.0], n_stages=2)
+    with pytest.raises(ValueError, match="order"):
+        drv.predict([0.0], order=5)
+    with pytest.raises(ValueError, match="NaN"):
+        drv.predict([math.nan])
+    b = drv.branch(n_stages=2, adam_steps=5)
+    assert b.warm_start and b.model_ is not drv.model_ and len(b.runs_) == 1
+    with pytest.raises(ValueError, match="fewer"):
+        b.set_params(n_stages=2).fit().set_params(n_stages=1).fit()

@@ -202,8 +202,10 @@ class LossTrainee(Trainee):
     def first_order(self, phase: Phase, progress: bool, desc: str) -> PhaseReport:
         if self._fo is None:
             return super().first_order(phase, progress, desc)
-        before = self.loss_value()
+        # the loss before is the first one the optimizer saw: a driver's loss may record every
+        # call (the Burgers rounds do), so it is not called here
         h: TrainHistory = self._fo(phase, progress, f"{desc} {phase.kind}")
+        before = float(np.sum(np.asarray(h.loss)[0])) if len(h.loss) else math.nan
         self.histories.append(h)
         its = h.adam_steps + h.lbfgs_iterations
         return PhaseReport(phase.kind, its, before, float(np.sum(h.final_loss)), h.seconds, h.stopped, list(h.loss),
