@@ -22,6 +22,16 @@ from .si import SIMultistageRegressor
 from .spectrum import dominant_frequency, dominant_frequency_2d
 from .training import train
 
+# Kept for the imports of the rendered chapters 5-7 (``from msnn.pinn import algorithm2, ...``):
+# the training names of msnn.pinn_training stay reachable as msnn.pinn.<name>. Linked here, by
+# the package, so that msnn.pinn itself never imports msnn.pinn_training (which imports it);
+# this goes when those chapters are executed again with the new imports.
+from . import pinn as _pinn, pinn_training as _pinn_training  # noqa: E402
+
+for _name in _pinn_training.__all__:
+    setattr(_pinn, _name, getattr(_pinn_training, _name))
+del _name
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -342,29 +342,3 @@ class RAR:
     candidates: int = 10000
     add: int = 100
     max_points: int | None = None
-
-
-# ------------------------------------------------- kept for existing imports
-# Kept for existing imports (``from msnn.pinn import train_pinn, algorithm2, ...`` in
-# chapters 5, 6 and 7, the tests and msnn.burgers): training and diagnostics are defined
-# in msnn.pinn_training, which imports this module. They are looked up on first use
-# (PEP 562), so this module never imports msnn.pinn_training while it loads and either
-# module can be imported first.
-_TRAINING_NAMES = frozenset([
-    "PINNRun", "train_pinn", "residual_grid", "magnitude_estimate", "StageEstimate", "estimate_next_stage",
-    "gpinn_weight", "Algorithm2Result", "algorithm2", "gamma_bound", "convergence_ratio", "Algorithm3Result",
-    "algorithm3",
-])
-
-
-def __getattr__(name: str):
-    """A name of :mod:`msnn.pinn_training` asked of this module (PEP 562)."""
-    if name in _TRAINING_NAMES:
-        from . import pinn_training
-        return getattr(pinn_training, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    """This module's names and those kept for existing imports."""
-    return sorted(set(globals()) | _TRAINING_NAMES)

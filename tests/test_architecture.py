@@ -9,10 +9,8 @@ import msnn
 
 ROOT = os.path.dirname(msnn.__file__)
 
-#: Back-edges kept on purpose, each with its reason. msnn.pinn resolves the names that moved to
-#: msnn.pinn_training lazily (a module __getattr__, no import at load time) because the rendered
-#: chapters 5-7 import them from msnn.pinn; it goes when those chapters are executed again.
-ALLOWED_CYCLES = [{"msnn.pinn", "msnn.pinn_training"}]
+#: Back-edges kept on purpose, each with its reason (none today).
+ALLOWED_CYCLES: list[set] = []
 
 
 def _modules() -> dict[str, str]:

@@ -7,7 +7,7 @@ import torch
 
 from msnn.multistage_pinn import MultistagePINN
 from msnn.pinn import RAR, PINNProblem, grad
-from msnn.pinn_problems import ode_3_3
+from msnn.problems import ode_3_3
 
 
 def _two_stage(**kw):
@@ -63,7 +63,7 @@ def test_earlier_stages_stay_frozen():
     """Training stage 2 leaves stage 1's parameters bit for bit unchanged (eq. 3.41)."""
     s = _two_stage(n_stages=1, adam_steps=100, lbfgs_steps=50, gamma=0.3 / 1.3).solve()
     before = [p.detach().clone() for p in s.model_.stages[0].parameters()]
-    from msnn.pinn import estimate_next_stage, train_pinn
+    from msnn.pinn_training import estimate_next_stage, train_pinn
     est = estimate_next_stage(s.problem, s.model_, (1,))
     s.model_.add_stage(est.eps, kappa_hat=est.kappa_hat, seed=1)
     assert all(not p.requires_grad for p in s.model_.stages[0].parameters())

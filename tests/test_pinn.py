@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from msnn.pinn import (
-    PINNProblem, RAR, StagedSolution, algorithm2, algorithm3, convergence_ratio, estimate_next_stage,
-    gamma_bound, grad, gradient, laplacian, magnitude_estimate, residual_grid, sample_collocation, train_pinn,
-)
-from msnn.pinn_problems import POISSON_AMPLITUDE, boundary_points_2d, ode_3_3, poisson_3_20, poisson_exact
+from msnn.pinn import PINNProblem, RAR, StagedSolution, grad, gradient, laplacian, sample_collocation
+from msnn.pinn_training import (algorithm2, algorithm3, convergence_ratio, estimate_next_stage, gamma_bound,
+                                magnitude_estimate, residual_grid, train_pinn)
+from msnn.problems import POISSON_AMPLITUDE, boundary_points_2d, ode_3_3, poisson_3_20, poisson_exact
 
 TOL = {"float64": 1e-12, "float32": 1e-5}  # as in conftest.py
 
