@@ -9,15 +9,17 @@ import hashlib
 import math
 import inspect
 import json
+import numbers
 import os
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
-__all__ = ["NotFittedError", "Float32Warning", "SparseDataWarning", "show_progress", "resolve_device", "per_stage", "count", "float64_array", "settings_key", "CheckpointFile",
+__all__ = ["NotFittedError", "Float32Warning", "SparseDataWarning", "show_progress", "resolve_device", "per_stage", "count", "integers", "finite_float",
+           "positive_float", "positive_floats", "one_of", "flag", "optional_path", "rms", "float64_array", "settings_key",
            "StepCounts", "StageRun", "ParamsMixin", "states"]
 
 
@@ -86,9 +88,23 @@ class StageRun(StepCounts):
 
 def float64_array(a: Any, name: str) -> np.ndarray:
     """``a`` (array-like or tensor) as a float64 numpy array, refused with a ValueError that
-    names it if it is not numeric, empty, or holds NaN or inf."""
+    names it if it is complex, not numeric, empty, or holds NaN or inf.
+
+    Complex values are refused even with a zero imaginary part: casting would drop the
+    imaginary part with only a warning.
+    """
     if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        if a.is_complex():
+            raise ValueError(f"{name} is complex (dtype {a.dtype}): pass its real part, or fit the real and "
+                             "imaginary parts separately")
+        a = a.numpy()
+    try:
+        kind = np.asarray(a).dtype.kind
+    except (TypeError, ValueError):  # ragged and the like: the conversion below says why
+        kind = ""
+    if kind == "c" or (kind == "O" and any(isinstance(v, complex) for v in np.asarray(a).ravel())):
+        raise ValueError(f"{name} is complex: pass its real part, or fit the real and imaginary parts separately")
     try:
         a = np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -104,19 +120,28 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` (a GPU when torch sees one, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a torch.device.
 
     Raises:
-        ValueError: an unknown device, or a GPU asked for where torch sees none.
+        ValueError: an unknown device, or a GPU asked for where torch sees none (the message
+            names the parameter ``device``).
     """
+    accepted = "'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device"
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(device, torch.device):
         dev = device
-    else:
+    elif isinstance(device, str):
         try:
             dev = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"unknown device {device!r}: {exc}") from None
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise ValueError(f"unknown device {device!r}: device must be {accepted} ({exc})") from None
+    else:
+        raise ValueError(f"unknown device {device!r}: device must be {accepted}")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}: device must be {accepted}")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no GPU is visible to torch")
+        raise ValueError(f"device {str(dev)!r} was asked for but no GPU is visible to torch: use device='cpu' "
+                         "or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(dev)!r} was asked for but torch sees {torch.cuda.device_count()} GPU(s)")
     return dev
 
 
@@ -147,9 +172,169 @@ def count(value: Any, name: str, minimum: int = 0) -> int:
     Raises:
         ValueError: anything else, with the name and the value.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if not _is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _is_int(value: Any) -> bool:
+    """An int or a numpy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (int, float, numpy int or float), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def integers(values: Any, name: str, minimum: int = 0, *, nonempty: bool = False) -> tuple[int, ...]:
+    """A sequence (tuple, list, 1-D array) of integers ``>= minimum``, as a tuple of ints.
+
+    Integers are checked, not truncated: 2.7 and True are refused, numpy integers accepted.
+
+    Args:
+        values: the sequence.
+        name: the parameter's name, for the error message.
+        minimum: the smallest value allowed.
+        nonempty: refuse an empty sequence.
+
+    Raises:
+        ValueError: anything else, with the name and the value.
+    """
+    ok = _is_sequence(values) and not (isinstance(values, np.ndarray) and values.ndim != 1)
+    ok = ok and all(_is_int(v) and v >= minimum for v in values)
+    if not ok or (nonempty and len(values) == 0):
+        what = "a non-empty sequence" if nonempty else "a sequence"
+        raise ValueError(f"{name} must be {what} of integers >= {minimum}, got {values!r}")
+    return tuple(int(v) for v in values)
+
+
+def finite_float(value: Any, name: str, *, minimum: float | None = None, above: float | None = None,
+                 below: float | None = None, maximum: float | None = None, none: bool = False) -> float | None:
+    """A finite real number (int, float, numpy scalar; not a bool, a string or a complex), as a float.
+
+    Args:
+        value: the number.
+        name: the parameter's name, for the error message.
+        minimum, above: ``value >= minimum``, ``value > above`` (give at most one).
+        below, maximum: ``value < below``, ``value <= maximum`` (give at most one).
+        none: None is allowed (and returned).
+
+    Raises:
+        ValueError: anything else, with the name, the value and what is accepted.
+    """
+    if none and value is None:
+        return None
+    ok = _is_real(value) and math.isfinite(value)
+    ok = ok and (minimum is None or value >= minimum) and (above is None or value > above)
+    ok = ok and (maximum is None or value <= maximum) and (below is None or value < below)
+    if not ok:
+        low = minimum if minimum is not None else above
+        high = maximum if maximum is not None else below
+        if low is not None and high is not None:
+            cond = (f" in {'[' if minimum is not None else '('}{low:g}, "
+                    f"{high:g}{']' if maximum is not None else ')'}")
+        elif low is not None:
+            cond = f" {'>=' if minimum is not None else '>'} {low:g}"
+        elif high is not None:
+            cond = f" {'<=' if maximum is not None else '<'} {high:g}"
+        else:
+            cond = ""
+        raise ValueError(f"{name} must be {'None or ' if none else ''}a finite number{cond}, got {value!r}")
+    return float(value)
+
+
+def positive_float(value: Any, name: str) -> float:
+    """A finite real number ``> 0``, as a float (see :func:`finite_float`).
+
+    Raises:
+        ValueError: anything else, with the name and the value.
+    """
+    return finite_float(value, name, above=0.0)
+
+
+def positive_floats(value: Any, name: str) -> list[float]:
+    """A finite number ``> 0``, or a non-empty 1-D sequence of them (one per input axis), as a list of floats.
+
+    Raises:
+        ValueError: anything else, with the name and the value.
+    """
+    if _is_sequence(value) and not (isinstance(value, np.ndarray) and value.ndim != 1):
+        vals = list(value)
+    elif isinstance(value, np.ndarray) and value.ndim == 0:
+        vals = [value.item()]
+    else:
+        vals = [value]
+    if vals and all(_is_real(v) and math.isfinite(v) and v > 0 for v in vals):
+        return [float(v) for v in vals]
+    raise ValueError(f"{name} must be a finite number > 0 or a non-empty list of them (one per input axis), "
+                     f"got {value!r}")
+
+
+def one_of(value: Any, name: str, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices`` (compared with values of the same type only: an
+    array or a list is never equal to a string).
+
+    Raises:
+        ValueError: anything else, with the name, the value and the choices.
+    """
+    for c in choices:
+        if value is c:
+            return value
+        if c is not None and isinstance(value, type(c)):
+            try:
+                if bool(value == c):
+                    return value
+            except (TypeError, ValueError):
+                pass
+    raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+
+
+def flag(value: Any, name: str, *, allow_none: bool = False) -> bool | None:
+    """True or False (a numpy bool too), or None where ``allow_none``; 0, 1 and strings are refused.
+
+    Raises:
+        ValueError: anything else, with the name and the value.
+    """
+    if allow_none and value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ValueError(f"{name} must be {'None, True or False' if allow_none else 'True or False'}, got {value!r}")
+
+
+def optional_path(value: Any, name: str) -> str | None:
+    """None, or a file path (a non-empty str or an os.PathLike), as a str.
+
+    Raises:
+        ValueError: anything else, with the name and the value.
+    """
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and value:
+        return value
+    raise ValueError(f"{name} must be None or a file path (a non-empty str or os.PathLike), got {value!r}")
+
+
+#: Within these bounds of max|a|, RMS(a) is computed as sqrt(mean(a**2)): no square over- or
+#: underflows to matter, and the result is the one fits have always used, to the last bit.
+_RMS_SAFE = (1e-100, 1e100)
+
+
+def rms(a: ArrayLike) -> float:
+    """The root mean square of ``a``, safe at any float64 scale.
+
+    ``sqrt(mean(a**2))`` when ``1e-100 < max|a| < 1e100`` (bit for bit what it always was),
+    else ``m sqrt(mean((a / m)**2))`` with ``m = max|a|``, which neither overflows (|a| above
+    about 1e154) nor underflows (below about 1e-162). 0 for an all-zero array.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    m = float(np.max(np.abs(a))) if a.size else 0.0
+    if _RMS_SAFE[0] < m < _RMS_SAFE[1] or m == 0.0 or not math.isfinite(m):
+        return float(np.sqrt(np.mean(a ** 2)))
+    return m * float(np.sqrt(np.mean((a / m) ** 2)))
 
 
 def settings_key(settings: dict, *arrays: np.ndarray) -> str:
@@ -159,37 +344,6 @@ def settings_key(settings: dict, *arrays: np.ndarray) -> str:
         h.update(np.ascontiguousarray(a).tobytes())
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return h.hexdigest()
-
-
-class CheckpointFile:
-    """A driver's per-stage checkpoint: one file, written atomically after every stage.
-
-    ``save(key, payload)`` stores a dict under the key; ``load(key)`` returns it, or
-    None when there is no file, or (with a warning) when the file holds another key.
-    """
-
-    def __init__(self, path: str | os.PathLike | None) -> None:
-        self.path = os.fspath(path) if path is not None else None
-
-    def __bool__(self) -> bool:
-        return self.path is not None
-
-    def save(self, key: str, payload: dict) -> None:
-        if self.path is None:
-            return
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)) or ".", exist_ok=True)
-        tmp = self.path + ".tmp"
-        torch.save({"key": key, **payload}, tmp)
-        os.replace(tmp, self.path)
-
-    def load(self, key: str, map_location: Any | None = None) -> dict | None:
-        if self.path is None or not os.path.exists(self.path):
-            return None
-        ck = torch.load(self.path, map_location=map_location, weights_only=False)
-        if ck.get("key") != key:
-            warnings.warn(f"checkpoint {self.path} is for other data or settings: ignored", stacklevel=3)
-            return None
-        return ck
 
 
 def states(networks: Iterable[torch.nn.Module]) -> list[dict]:

@@ -39,7 +39,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
-from ._common import CheckpointFile, NotFittedError, count as _count, per_stage, resolve_device
+from ._common import NotFittedError, count as _count, per_stage, resolve_device
+from ._common import finite_float, flag, float64_array, integers, one_of, optional_path, positive_float, positive_floats
 from .engine import StagedFit
 from .phases import ROUND_OFF_FLOOR, output_layer_norm, round_off, schedule_for
 from .pinn import RAR, PINNProblem, StagedSolution
@@ -171,23 +172,23 @@ class MultistagePINN(StagedFit):
             raise ValueError(f"problem must be a PINNProblem, got {type(problem).__name__}")
         n = _count(n_stages, "n_stages", 1)
         self._n = n
-        m = np.atleast_1d(np.asarray(orders))
-        terms = [orders] if np.ndim(orders) <= 1 else list(orders)
+        try:
+            m = np.atleast_1d(np.asarray(orders))
+            terms = [orders] if np.ndim(orders) <= 1 else list(orders)
+        except ValueError:  # ragged
+            raise ValueError(f"orders must be a multi-index of integers >= 0 (one per input axis) or a list of "
+                             f"them, got {orders!r}") from None
         for t in terms:
             if np.atleast_1d(np.asarray(t)).size != problem.dim:
                 raise ValueError(f"orders {list(np.atleast_1d(t))} need one entry per input axis ({problem.dim})")
+            integers(np.atleast_1d(np.asarray(t)).tolist(), "orders (every multi-index)", 0)
         if m.size == 0 or np.any(np.asarray(terms) < 0) or np.sum(terms) <= 0:
             raise ValueError(f"orders must be non-negative with at least one derivative, got {orders!r}")
-        if not (math.isfinite(eps_beta) and eps_beta > 0):
-            raise ValueError(f"eps_beta must be finite and positive, got {eps_beta}")
-        self._eps_beta = float(eps_beta)
-        if dtype != torch.float64:
-            raise ValueError("MultistagePINN runs in float64: machine precision is not reachable in "
-                             f"{dtype} (errors stop near its epsilon)")
-        self._widths = [tuple(int(v) for v in w) for w in per_stage(widths, n, "widths", nested=True)]
-        for w in self._widths:
-            if not w or any(v < 1 for v in w):
-                raise ValueError(f"widths must be non-empty tuples of positive ints, got {w}")
+        self._eps_beta = positive_float(eps_beta, "eps_beta")
+        if not (isinstance(dtype, torch.dtype) and dtype == torch.float64):
+            raise ValueError(f"dtype must be torch.float64, got {dtype!r}: MultistagePINN runs in float64 (machine "
+                             "precision is not reachable in a lower precision: errors stop near its epsilon)")
+        self._widths = [integers(w, "widths", 1, nonempty=True) for w in per_stage(widths, n, "widths", nested=True)]
         if schedule is None:
             schedule = "paper" if (adam_steps is not None or lbfgs_steps is not None) else "precision"
         self._schedule = schedule
@@ -209,42 +210,51 @@ class MultistagePINN(StagedFit):
         for k, ph in enumerate(self._phases):
             self._adam[k] = sum(p.steps for p in ph if p.kind == "adam")
             self._lbfgs[k] = sum(p.steps for p in ph if p.kind == "lbfgs")
-        self._lr = [float(v) for v in per_stage(lr, n, "lr")]
-        if any(not v > 0 for v in self._lr):
-            raise ValueError(f"lr must be positive, got {self._lr}")
+        self._lr = [positive_float(v, "lr") for v in per_stage(lr, n, "lr")]
         self._lr_schedule = per_stage(lr_schedule, n, "lr_schedule")
+        for f in self._lr_schedule:
+            if f is not None and not callable(f):
+                raise ValueError(f"lr_schedule must be None or a callable (Adam step -> factor on lr), one or one "
+                                 f"per stage, got {f!r}")
         self._n_c = [_count(v, "n_collocation", 1) for v in per_stage(n_collocation, n, "n_collocation")]
         self._resample = [_count(v, "resample_every") for v in per_stage(resample_every, n, "resample_every")]
-        if sampler not in ("lhs", "uniform"):
-            raise ValueError(f"sampler must be 'lhs' or 'uniform', got {sampler!r}")
-        self._margin = float(self.margin)
+        one_of(sampler, "sampler", ("lhs", "uniform"))
+        self._margin = finite_float(self.margin, "margin", minimum=0.0)
+        if self.extra_points is not None:
+            pts = float64_array(self.extra_points, "extra_points")
+            if not (pts.ndim == 2 and pts.shape[1] == problem.dim) and not (pts.ndim == 1 and problem.dim == 1):
+                raise ValueError(f"extra_points must be None or points of shape (M, {problem.dim}), got shape "
+                                 f"{pts.shape}")
         self._gammas = per_stage(gamma, n, "gamma")
         for g in self._gammas:
-            if g is None or g == "algorithm3":
+            if g is None or (isinstance(g, str) and g == "algorithm3"):
                 continue
-            if isinstance(g, str) or not 0 < float(g) < 1:
-                raise ValueError(f"gamma must lie in (0, 1), be None (eq. 3.32) or 'algorithm3', got {g!r}")
-        self._gpinn = [bool(v) for v in per_stage(gpinn, n, "gpinn")]
+            try:
+                finite_float(g, "gamma", above=0.0, below=1.0)
+            except ValueError:
+                raise ValueError(f"gamma must lie in (0, 1), be None (eq. 3.32) or 'algorithm3', got {g!r}") from None
+        self._gpinn = [flag(v, "gpinn") for v in per_stage(gpinn, n, "gpinn")]
         self._gamma_g = per_stage(gamma_g, n, "gamma_g")
         for g in self._gamma_g:
-            if g is not None and not float(g) >= 0:
-                raise ValueError(f"gamma_g must be >= 0 or None (eq. 3.40), got {g!r}")
+            finite_float(g, "gamma_g", minimum=0.0, none=True)  # None: eq. (3.40)
         self._rar = per_stage(rar, n, "rar")
         for r in self._rar:
             if r is not None and not isinstance(r, RAR):
                 raise ValueError(f"rar must be a msnn.pinn.RAR or None, got {type(r).__name__}")
-        if not (math.isfinite(eps0) and eps0 > 0):
-            raise ValueError(f"eps0 must be finite and positive, got {eps0}")
-        self._eps0 = float(eps0)
-        if not factor > 1:
-            raise ValueError(f"factor must exceed 1 (kappa_hat > pi f_d, eq. 2.9), got {factor}")
-        self._factor = float(factor)
+        self._eps0 = positive_float(eps0, "eps0")
+        if self.kappa_hat0 is not None and len(positive_floats(self.kappa_hat0, "kappa_hat0")) not in (1, problem.dim):
+            raise ValueError(f"kappa_hat0 must be None, a finite number > 0 or one per input axis ({problem.dim}), "
+                             f"got {self.kappa_hat0!r}")
+        self._factor = finite_float(factor, "factor", above=1.0)  # kappa_hat > pi f_d (eq. 2.9)
         _count(self.n_grid, "n_grid", 16)
         _count(self.pad, "pad", 1)
         _count(self.algorithm3_n0, "algorithm3_n0", 10)
+        one_of(self.init, "init", ("xavier_normal", "xavier_truncated"))
+        _count(self.seed, "seed")
+        flag(self.progress, "progress", allow_none=True)
+        optional_path(self.checkpoint, "checkpoint")
         self._device = resolve_device(self.device)
         self._seed = int(self.seed)
-        self._ckpt = CheckpointFile(self.checkpoint)
 
     # ------------------------------------------------------------ diagnostics
     def _grid(self, stride: int = 1):

@@ -22,10 +22,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
-from ._common import (CheckpointFile, Float32Warning, SparseDataWarning, StageRun, count, per_stage, resolve_device,
-                      show_progress)
-from .engine import StagedFit
+from ._common import (Float32Warning, SparseDataWarning, StageRun, count, finite_float, flag, integers, one_of,
+                      optional_path, per_stage, positive_float, positive_floats, resolve_device, rms, show_progress)
 from ._common import float64_array as _to_numpy
+from .engine import StagedFit
 from .networks import StageNetwork
 from .spectrum import dominant_frequency, dominant_frequency_2d, dominant_frequency_scattered
 from .phases import ROUND_OFF_FLOOR, Phase, RowGroup, evaluate, output_layer_norm, round_off, run_phases, schedule_for
@@ -247,8 +247,7 @@ class MultistageRegressor(StagedFit):
     def _validate(self) -> None:
         """Check the settings and derive the per-stage lists, the device and the phases."""
         n = count(self.n_stages, "n_stages", 1)
-        if self.stage_points not in ("auto", None):
-            raise ValueError(f"stage_points must be 'auto' or None, got {self.stage_points!r}")
+        one_of(self.stage_points, "stage_points", ("auto", None))
         schedule = self.schedule
         if schedule is None:
             schedule = "paper" if (self.adam_steps is not None or self.lbfgs_steps is not None) else "precision"
@@ -259,30 +258,30 @@ class MultistageRegressor(StagedFit):
         # every stage's phases, so a bad schedule fails before any training
         self._phases = [schedule_for(schedule, k, adam_steps=self._adam[k], lbfgs_steps=self._lbfgs[k],
                                      precision_steps=self._precision[k], n_stages=n) for k in range(n)]
-        widths = self.widths
-        if widths and isinstance(widths[0], (list, tuple)):
-            if len(widths) != n:
-                raise ValueError(f"widths has {len(widths)} entries but n_stages = {n}")
-            self._widths = [tuple(int(v) for v in w) for w in widths]
-        else:
-            self._widths = [tuple(int(v) for v in widths)] * n
-        for w in self._widths:
-            if not w or any(v < 1 for v in w):
-                raise ValueError(f"widths must be positive integers, got {w}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not self.kappa_factor > 0:
-            raise ValueError(f"kappa_factor must be positive, got {self.kappa_factor}")
-        if self.kappa_hat is not None and len(self.kappa_hat) != n - 1:
-            raise ValueError(f"kappa_hat needs one entry per higher stage ({n - 1}), got {len(self.kappa_hat)}")
-        if self.dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {self.dtype}")
-        if self.target_rms is not None and not self.target_rms >= 0:
-            raise ValueError(f"target_rms must be >= 0, got {self.target_rms}")
+        # one tuple of hidden widths for every stage, or one per stage; integers >= 1, not truncated
+        self._widths = [integers(w, "widths", 1, nonempty=True)
+                        for w in per_stage(self.widths, n, "widths", nested=True)]
+        positive_float(self.lr, "lr")
+        positive_float(self.kappa_factor, "kappa_factor")
+        kh = self.kappa_hat
+        if kh is not None:
+            if (not isinstance(kh, (list, tuple, np.ndarray)) or (isinstance(kh, np.ndarray) and kh.ndim == 0)
+                    or len(kh) != n - 1):
+                raise ValueError(f"kappa_hat must be None or a list of one entry per higher stage (n_stages - 1 = "
+                                 f"{n - 1}), each a number or one per input axis, got {kh!r}")
+            for k in kh:
+                positive_floats(k, "every entry of kappa_hat")
+        one_of(self.higher_activation, "higher_activation", ("sin", "tanh"))
+        finite_float(self.target_rms, "target_rms", minimum=0.0, none=True)
+        one_of(self.dtype, "dtype", (torch.float64, torch.float32))
+        count(self.seed, "seed")
+        one_of(self.init, "init", ("xavier_normal", "xavier_truncated"))
+        flag(self.progress, "progress", allow_none=True)
+        optional_path(self.checkpoint, "checkpoint")
+        flag(self.verbose, "verbose")
         self._n = n
         self._device = resolve_device(self.device)
         self._seed = int(self.seed)
-        self._ckpt = CheckpointFile(self.checkpoint)
 
     # ------------------------------------------------------------------ data
     def _normalize_x(self, x: np.ndarray) -> np.ndarray:
@@ -313,7 +312,14 @@ class MultistageRegressor(StagedFit):
         self.x_min_, self.x_max_ = x.min(axis=0), x.max(axis=0)
         if np.any(self.x_max_ <= self.x_min_):
             raise ValueError("every input axis must take at least two distinct values")
-        self.y_scale_ = float(np.sqrt(np.mean(y ** 2)))
+        if not np.all(np.isfinite(2.0 * (self.x_max_ - self.x_min_))):
+            raise ValueError("x spans more than float64 can normalize (max - min overflows on an axis): rescale x")
+        if self.kappa_hat is not None:
+            for k in self.kappa_hat:
+                if len(positive_floats(k, "every entry of kappa_hat")) not in (1, x.shape[1]):
+                    raise ValueError(f"every entry of kappa_hat must be one number or one per input axis "
+                                     f"({x.shape[1]}), got {k!r}")
+        self.y_scale_ = rms(y)  # sqrt(mean(y**2)), safe at any scale
         if self.y_scale_ == 0.0:
             raise ValueError("y is identically zero: nothing to fit")
         self.n_features_in_ = x.shape[1]
@@ -356,21 +362,24 @@ class MultistageRegressor(StagedFit):
         if n == 0:
             return "tanh", None, None
         grid, xn = self._grid, self._xn
-        f_d = grid.frequency(xn, residue)
         if self.kappa_hat is not None:
             kh = np.broadcast_to(np.asarray(self.kappa_hat[n - 1], dtype=float), (xn.shape[1],)).tolist()
+            # scattered points in d >= 3 have no frequency estimate; with kappa_hat given none is needed
+            f_d = grid.frequency(xn, residue) if grid.kind == "uniform" or grid.d <= 2 else None
         else:
+            f_d = grid.frequency(xn, residue)
             # one kappa_hat for every axis, from the largest per-axis frequency: a
             # residue whose peak lies on an axis (f_x = 0, say) still varies along
             # that axis at other modes, and kappa_hat ~ 0 would make it unlearnable
             f_max = max(max(f_d), 1e-12)
             kh = [choose_kappa_hat(f_max, min(grid.points_per_axis), self.kappa_factor)] * len(f_d)
-        for f, npts in zip(f_d, grid.points_per_axis):
-            if npts < 6 * math.pi * f:
-                warnings.warn(
-                    f"stage {n}: {npts} points per axis are too few for the residue's "
-                    f"dominant frequency f_d = {f:.3g} (eq. 2.10 asks N_d > 6 pi f_d = "
-                    f"{6 * math.pi * f:.0f}); the stage may overfit.", SparseDataWarning, stacklevel=5)
+        sparse = [(a, f, npts) for a, (f, npts) in enumerate(zip(f_d or [], grid.points_per_axis))
+                  if npts < 6 * math.pi * f]
+        if sparse:  # one warning per stage, naming every axis it concerns
+            axes = "; ".join((f"axis {a + 1}: " if len(f_d) > 1 else "") + f"{npts} points per axis for f_d = "
+                             f"{f:.3g} (eq. 2.10 asks N_d > 6 pi f_d = {6 * math.pi * f:.0f})" for a, f, npts in sparse)
+            warnings.warn(f"stage {n + 1}: the data are too sparse for the residue's dominant frequency ({axes}); "
+                          "the stage may overfit between the points.", SparseDataWarning, stacklevel=5)
         return self.higher_activation, f_d, kh
 
     def _fit_stage(self, n: int, plan):
@@ -486,7 +495,7 @@ class MultistageRegressor(StagedFit):
     def rms_error(self, x: ArrayLike, y: ArrayLike, n_stages: int | None = None) -> float:
         """RMS of y - predict(x) in the units of y."""
         y = _to_numpy(y, "y")
-        return float(np.sqrt(np.mean((y - self.predict(x, n_stages)) ** 2)))
+        return rms(y - self.predict(x, n_stages))
 
     def power_law_points(self, x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """``(eps, f_d)`` of every residue, for the power law f_d ~ eps^(-alpha) (eq. 2.11, Fig. 5e).

@@ -28,11 +28,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
-from ._common import CheckpointFile, StageRun, count, per_stage, resolve_device
+from ._common import (StageRun, count, finite_float, flag, float64_array, integers, one_of, optional_path, per_stage,
+                      positive_float, resolve_device, rms, show_progress)
 from .engine import StagedFit
 from .phases import LossTrainee, check_phases, schedule_for, train_stage
 from .si_features import SINetwork, SpectralModes, grid_bounds, grid_values, lp_loss, spectral_modes
-from ._common import show_progress
 from .training import TrainHistory, merge_histories, train
 
 # Kept for the chapters' existing imports (``from msnn.si import SINetwork, spectral_modes``
@@ -144,24 +144,19 @@ class SIMultistageRegressor(StagedFit):
         """Check the settings; derive the per-stage lists, the device and the checkpoint file."""
         n = count(self.n_stages, "n_stages", 1)
         self._n_features = [count(v, "n_features", 1) for v in per_stage(self.n_features, n, "n_features")]
-        self._widths = tuple(int(w) for w in self.widths)
-        if any(w < 1 for w in self._widths):
-            raise ValueError(f"widths must be positive integers, got {self._widths}")
+        self._widths = integers(self.widths, "widths", 1)  # () is allowed: no hidden layers
         self._adam = [count(v, "adam_steps") for v in per_stage(self.adam_steps, n, "adam_steps")]
         self._lbfgs = [count(v, "lbfgs_steps") for v in per_stage(self.lbfgs_steps, n, "lbfgs_steps")]
-        lr, lr_final = self.lr, self.lr_final
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if lr_final is not None and not 0 < lr_final <= lr:
-            raise ValueError(f"lr_final must be in (0, lr], got {lr_final}")
-        if self.loss not in ("mse", "lp"):
-            raise ValueError(f"loss must be 'mse' or 'lp', got {self.loss!r}")
-        if not self.p >= 1:
-            raise ValueError(f"p must be >= 1, got {self.p}")
-        if self.target_rms is not None and not self.target_rms >= 0:
-            raise ValueError(f"target_rms must be >= 0, got {self.target_rms}")
-        if self.dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {self.dtype}")
+        lr = positive_float(self.lr, "lr")
+        finite_float(self.lr_final, "lr_final", above=0.0, maximum=lr, none=True)
+        one_of(self.loss, "loss", ("mse", "lp"))
+        finite_float(self.p, "p", minimum=1.0)
+        finite_float(self.target_rms, "target_rms", minimum=0.0, none=True)
+        one_of(self.dtype, "dtype", (torch.float64, torch.float32))
+        count(self.seed, "seed")
+        optional_path(self.checkpoint, "checkpoint")
+        flag(self.progress, "progress", allow_none=True)
+        flag(self.verbose, "verbose")
         self._phases = None
         if self.schedule is not None:
             self._phases = [schedule_for(self.schedule, k, adam_steps=self._adam[k], lbfgs_steps=self._lbfgs[k],
@@ -173,7 +168,6 @@ class SIMultistageRegressor(StagedFit):
         self._device = resolve_device(self.device)
         self._seed = int(self.seed)
         self._chunk = count(self.max_chunk_elements, "max_chunk_elements", 1)
-        self._ckpt = CheckpointFile(self.checkpoint)
 
     # ------------------------------------------------------------------ data
     def _normalize(self, x: np.ndarray) -> np.ndarray:
@@ -255,7 +249,7 @@ class SIMultistageRegressor(StagedFit):
             raise ValueError(f"SIMultistageRegressor supports 1D and 2D grids, got shape {u.shape}")
         self.lo_, self.hi_ = grid_bounds(lo, hi, u.ndim)
         self.grid_shape_ = u.shape
-        self.eps0_ = float(np.sqrt(np.mean(u ** 2)))
+        self.eps0_ = rms(u)  # sqrt(mean(u**2)), safe at any scale
         if self.eps0_ == 0.0:
             raise ValueError("u is identically zero: nothing to fit")
         un = u.ravel() / self.eps0_
@@ -324,9 +318,7 @@ class SIMultistageRegressor(StagedFit):
         """Each stage's contribution eps_j u_j at points x (M, d) in the original
         coordinates, in the units of u; shape (n_stages, M)."""
         self._check_fitted()
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
-        x = np.asarray(x, dtype=np.float64)
+        x = float64_array(x, "x")
         if x.ndim == 1 and len(self.grid_shape_) == 1:
             x = x[:, None]
         if x.ndim != 2 or x.shape[1] != len(self.grid_shape_):

@@ -121,10 +121,11 @@ def grid_values(u: ArrayLike) -> np.ndarray:
     """Grid values as a float64 array, checked: shape (N,), (Nx, Ny) or (Nx, Ny, Nz), 2+ points per axis.
 
     Raises:
-        ValueError: another shape, fewer than 2 points on an axis, or values that are not
-            numeric, are empty, or hold NaN or inf.
+        ValueError: another shape, fewer than 2 points on an axis, or values that are complex
+            (refused, not cast: casting would drop the imaginary part), not numeric, empty, or
+            hold NaN or inf.
     """
-    u = float64_array(u, "the grid values")
+    u = float64_array(u, "the grid values")  # refuses complex values too
     if u.ndim < 1 or u.ndim > 3:
         raise ValueError(f"expected grid values of shape (N,), (Nx, Ny) or (Nx, Ny, Nz), got {u.shape}")
     if min(u.shape) < 2:

@@ -337,3 +337,200 @@ def test_text_copies_edited_prose_onto_the_executed_page_and_refuses_changed_cod
     assert book.main(["text", "01"]) == 2
     assert "executed other code" in capsys.readouterr().err
     assert "computed once" in page_path.read_text()
+
+
+# ------------------------------------------------ expected failures: one line, exit 2
+def _one_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("msnn-book: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("text, why", [
+    ("not json", "not valid JSON"),
+    ('{"run": null, "claims": []}', "its 'run' is not an object"),
+    ('{"claims": ["PASS"]}', "not an object"),
+    ('[1, 2]', "has no list of claims"),
+])
+def test_list_names_a_malformed_claims_file_in_one_line(root, capsys, text, why):
+    _chapter(root, "01-a.md")
+    (root / "book" / "01-a.claims.json").write_text(text)
+    assert book.main(["list"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "book/01-a.claims.json" in line and why in line and "run the chapter again" in line
+
+
+def test_python_m_list_with_a_malformed_claims_file_shows_no_traceback(root):
+    _chapter(root, "01-a.md")
+    (root / "book" / "01-a.claims.json").write_text("{")
+    env = dict(os.environ, MSNN_BOOK_ROOT=str(root))
+    out = subprocess.run([sys.executable, "-m", "msnn.book", "list"], capture_output=True, text=True, env=env)
+    assert out.returncode == 2
+    assert "book/01-a.claims.json" in _one_line(out.stderr)
+
+
+def test_a_file_where_the_runs_folder_goes_is_one_line(root, capsys):
+    _chapter(root, "01-a.md")
+    (root / "book" / "_runs").write_text("in the way")
+    assert book.main(["run", "01"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "book/_runs" in line and "a file is in its place" in line
+
+
+def test_a_file_where_the_failed_folder_goes_is_one_line(root, capsys):
+    _chapter(root, "01-a.md", body="raise RuntimeError('boom')")
+    (root / "book" / "_failed").write_text("in the way")
+    assert book.main(["run", "01"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "chapter 01-a: cell" in line and "RuntimeError: boom" in line
+    assert "book/_failed" in line and "a file is in its place" in line
+
+
+def test_an_unwritable_page_is_one_line(root, capsys, monkeypatch):
+    _chapter(root, "01-a.md")
+    real_copy = book.cli.shutil.copy
+
+    def copy(src, dst, *a, **k):
+        if str(dst).endswith(os.path.join("book", "01-a.ipynb")):
+            raise PermissionError(13, "Permission denied", str(dst))
+        return real_copy(src, dst, *a, **k)
+
+    monkeypatch.setattr(book.cli.shutil, "copy", copy)
+    assert book.main(["run", "01"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "book/01-a.ipynb" in line and "Permission denied" in line and "writable" in line
+
+
+def test_a_missing_kernel_is_one_line(root, capsys, monkeypatch):
+    import papermill
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    def no_kernel(*a, **k):
+        raise NoSuchKernel("python3")
+
+    _chapter(root, "01-a.md")
+    monkeypatch.setattr(papermill, "execute_notebook", no_kernel)
+    assert book.main(["run", "01"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "no Jupyter kernel named 'python3'" in line and "ipykernel install" in line
+
+
+def test_a_chapter_raising_a_multiline_error_is_one_line(root, capsys):
+    _chapter(root, "01-a.md", body="raise ValueError('first line\\nsecond line')")
+    assert book.main(["run", "01"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "ValueError: first line second line" in line and "book/_failed/01-a.quick.ipynb" in line
+
+
+def test_a_chapter_writing_malformed_claims_is_one_line(root, capsys):
+    _chapter(root, "01-a.md", body="import os\nopen(os.environ['MSNN_CLAIMS_FILE'], 'w').write('{')")
+    assert book.main(["run", "01"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "01-a.quick.claims.json" in line and "not valid JSON" in line
+
+
+def test_an_interrupted_run_says_how_to_resume_and_exits_130(root, capsys, monkeypatch):
+    import papermill
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    _chapter(root, "01-a.md")
+    _chapter(root, "02-b.md")
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    assert book.main(["run", "--profile", "full", "--device", "cpu"]) == 130
+    line = _one_line(capsys.readouterr().err)
+    assert "interrupted" in line
+    assert "python -m msnn.book run --profile full --device cpu --resume 01-a 02-b" in line
+    assert book.main(["run", "01"]) == 130  # a quick run has nothing to resume: it is run again
+    line = _one_line(capsys.readouterr().err)
+    assert "python -m msnn.book run --profile quick --device auto 01-a" in line and "--resume is for full" in line
+
+
+def test_ctrl_c_on_a_real_run_exits_130_with_the_resume_command(root):
+    import signal
+    import time
+
+    _chapter(root, "01-a.md", body="import time\nprint('working', flush=True)\ntime.sleep(60)")
+    env = dict(os.environ, MSNN_BOOK_ROOT=str(root), MSNN_WATCH_SECONDS="0.3")
+    proc = subprocess.Popen([sys.executable, "-m", "msnn.book", "run", "01", "--profile", "full", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    t0 = time.time()
+    for line in proc.stdout:  # the watcher's line: the chapter's last cell is running
+        if "01-a: cell 3/3" in line or time.time() - t0 > 60:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    # the kernel's own start-up warning aside (every run shows it), one line and no traceback
+    ours = "\n".join(ln for ln in err.splitlines() if not ln.startswith("[IPKernelApp] WARNING"))
+    assert "--resume 01-a" in _one_line(ours)
+
+
+# ---------------------------------------------------------------- run --jobs N
+_THREADS_BODY = (
+    "import os\nfrom msnn.book import chapter_context\nfrom msnn.claims import report\n"
+    "ctx = chapter_context('{slug}', profile, device, seed)\n"
+    "ctx.claims.add('1', 'threads', '-', os.environ.get('OMP_NUM_THREADS'), report())\n"
+    "ctx.claims.add('2', 'pid', '-', os.getppid(), report()); ctx.claims.save()")
+
+
+def test_jobs_run_chapters_in_processes_of_one_thread(root, capfd):
+    import json
+
+    for slug in ("01-a", "02-b", "03-c"):
+        _chapter(root, f"{slug}.md", body=_THREADS_BODY.format(slug=slug))
+    assert book.main(["run", "--jobs", "2", "--device", "cpu"]) == 0
+    out = capfd.readouterr().out
+    claims = {s: json.loads((root / "book" / f"{s}.claims.json").read_text()) for s in ("01-a", "02-b", "03-c")}
+    assert all(c["claims"][0]["measured"] == "1" for c in claims.values())  # OMP_NUM_THREADS=1 in every kernel
+    parents = {c["claims"][1]["measured"] for c in claims.values()}  # every kernel's parent: its chapter's process
+    assert len(parents) == 3 and os.getpid() not in parents
+    # every chapter reports as it finishes, then the summary table lists them all
+    for slug in ("01-a", "02-b", "03-c"):
+        assert any(ln.startswith("[") and f"] {slug}: done" in ln for ln in out.splitlines()), out
+    table = out[out.index("chapter                         profile"):]
+    assert all(s in table for s in ("01-a", "02-b", "03-c"))
+    assert (root / "book" / "_generated").is_dir()  # the scorecard, written once at the end
+
+
+def test_jobs_finish_the_other_chapters_and_name_every_failure(root, capfd):
+    _chapter(root, "01-a.md", body="raise RuntimeError('boom')")
+    _chapter(root, "02-b.md", body=_THREADS_BODY.format(slug="02-b"))
+    assert book.main(["run", "--jobs", "2"]) == 2
+    cap = capfd.readouterr()
+    assert (root / "book" / "02-b.ipynb").exists() and not (root / "book" / "01-a.ipynb").exists()
+    assert (root / "book" / "_failed" / "01-a.quick.ipynb").exists()
+    err = [ln for ln in cap.err.splitlines() if ln.startswith("msnn-book: ")]
+    assert len(err) == 1 and "chapter 01-a: cell" in err[0] and "RuntimeError: boom" in err[0], cap.err
+    assert "Traceback" not in cap.err
+    assert "02-b" in cap.out[cap.out.index("chapter                         profile"):]
+
+
+def test_ctrl_c_on_jobs_stops_every_chapter_and_says_how_to_resume(root):
+    import signal
+    import time
+
+    for slug in ("01-a", "02-b"):
+        _chapter(root, f"{slug}.md", body="import time\nprint('working', flush=True)\ntime.sleep(60)")
+    env = dict(os.environ, MSNN_BOOK_ROOT=str(root), MSNN_WATCH_SECONDS="0.5")
+    proc = subprocess.Popen([sys.executable, "-m", "msnn.book", "run", "--jobs", "2", "--profile", "full",
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    t0, running = time.time(), set()
+    for line in proc.stdout:  # both chapters in their last cell
+        running |= {s for s in ("01-a", "02-b") if f"{s}: cell 3/3" in line}
+        if running == {"01-a", "02-b"} or time.time() - t0 > 60:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    ours = "\n".join(ln for ln in err.splitlines() if not ln.startswith("[IPKernelApp] WARNING"))
+    assert "--jobs 2 --resume 01-a 02-b" in _one_line(ours)
+    assert not (root / "book" / "01-a.ipynb").exists() and not (root / "book" / "02-b.ipynb").exists()
+
+
+def test_jobs_must_be_a_positive_integer(root, capsys):
+    _chapter(root, "01-a.md")
+    assert book.main(["run", "--jobs", "0"]) == 2
+    assert "--jobs must be an integer >= 1, got 0" in _one_line(capsys.readouterr().err)

@@ -123,8 +123,30 @@ def test_scattered_inputs_work():
 def test_sparse_data_warning():
     x = np.linspace(-1, 1, 40)
     y = np.sin(2 * np.pi * 6 * x)  # 40 < 6 pi 6 = 113
-    with pytest.warns(SparseDataWarning, match="eq. 2.10"):
+    with pytest.warns(SparseDataWarning, match=r"stage 2: .*eq. 2.10") as rec:
         MultistageRegressor(n_stages=2, adam_steps=20, lbfgs_steps=0, progress=False).fit(x, y)
+    assert len([w for w in rec if issubclass(w.category, SparseDataWarning)]) == 1
+
+
+def test_sparse_data_warning_is_said_once_for_every_axis():
+    g = np.linspace(-1, 1, 12)
+    X2, Y2 = np.meshgrid(g, g, indexing="ij")
+    x = np.stack([X2.ravel(), Y2.ravel()], 1)
+    y = np.sin(2 * np.pi * 1.5 * x[:, 0]) * np.sin(2 * np.pi * 1.5 * x[:, 1])  # 12 < 6 pi 1.4 on both axes
+    with pytest.warns(SparseDataWarning, match="axis 1: .*axis 2: ") as rec:
+        MultistageRegressor(n_stages=2, widths=(6,), adam_steps=10, lbfgs_steps=0, progress=False).fit(x, y)
+    assert len([w for w in rec if issubclass(w.category, SparseDataWarning)]) == 1
+
+
+def test_scattered_points_in_three_dimensions_fit_when_kappa_hat_is_given():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (200, 3))
+    y = np.sin(x[:, 0]) + x[:, 1] * x[:, 2]
+    reg = MultistageRegressor(n_stages=2, widths=(8,), adam_steps=30, lbfgs_steps=10, kappa_hat=[3.0],
+                              progress=False).fit(x, y)
+    assert len(reg.stages_) == 2 and reg.stages_[1].f_d is None and reg.stages_[1].kappa_hat == [3.0] * 3
+    with pytest.raises(ValueError, match="pass kappa_hat explicitly"):  # without it, no frequency estimate in 3D
+        MultistageRegressor(n_stages=2, widths=(8,), adam_steps=30, lbfgs_steps=10, progress=False).fit(x, y)
 
 
 def test_float32_allowed_with_warning():
