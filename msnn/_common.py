@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-__all__ = ["NotFittedError", "Float32Warning", "SparseDataWarning", "show_progress", "resolve_device", "per_stage", "count", "integers", "finite_float",
+__all__ = ["NotFittedError", "as_points", "Float32Warning", "SparseDataWarning", "show_progress", "resolve_device", "per_stage", "count", "integers", "finite_float",
            "positive_float", "positive_floats", "one_of", "flag", "optional_path", "rms", "float64_array", "settings_key",
            "StepCounts", "StageRun", "ParamsMixin", "states"]
 
@@ -111,6 +111,34 @@ def float64_array(a: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be numeric: {exc}") from None
     if a.size == 0:
         raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return a
+
+
+def as_points(a: ArrayLike, dim: int | None, name: str, dtype: type = np.float64) -> np.ndarray:
+    """Points (numpy, torch or nested lists) as a checked numpy array of shape (N, d).
+
+    A 1-D input is N points on a line when ``dim`` is None or 1, else one point.
+
+    Args:
+        a: the points.
+        dim: the number of columns they must have (None: any).
+        name: what they are, for the error messages.
+        dtype: the array's dtype.
+
+    Raises:
+        ValueError: not two-dimensional, ``dim`` not matched, or NaN/inf values.
+    """
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a, dtype=dtype)
+    if a.ndim == 1:
+        a = a[:, None] if dim in (None, 1) else a[None, :]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, d), got {a.shape}")
+    if dim is not None and a.shape[1] != dim:
+        raise ValueError(f"{name} has {a.shape[1]} columns but the domain has dimension {dim}")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} contains NaN or inf")
     return a

@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike
 import torch
 
 from .networks import StageNetwork
-from ._common import count, resolve_device
+from ._common import as_points, count, resolve_device
 from .training import train
 
 __all__ = ["EnsembleFit", "fit_ensemble"]
@@ -81,15 +81,11 @@ class EnsembleFit:
 
 
 def _as_inputs(x, name: str, in_dim: int | None = None) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, dtype=np.float64))
-    if t.dim() == 1:
-        t = t[:, None]
-    if t.dim() != 2 or t.shape[0] < 1:
+    t = torch.as_tensor(as_points(x, None, name))
+    if t.shape[0] < 1:
         raise ValueError(f"{name} must have shape (N,) or (N, d), got {tuple(t.shape)}")
     if in_dim is not None and t.shape[1] != in_dim:
         raise ValueError(f"{name} needs {in_dim} columns, got shape {tuple(t.shape)}")
-    if not torch.all(torch.isfinite(t)):
-        raise ValueError(f"{name} contains NaN or inf")
     return t
 
 

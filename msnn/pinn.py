@@ -33,10 +33,10 @@ from numpy.typing import ArrayLike
 import torch
 from torch import nn
 
-from ._common import resolve_device
+from ._common import as_points, resolve_device
 from .networks import StageNetwork
 
-__all__ = ["grad", "gradient", "laplacian", "as_points", "PINNProblem", "StagedSolution", "RAR",
+__all__ = ["grad", "gradient", "laplacian", "PINNProblem", "StagedSolution", "RAR",
            "sample_collocation"]
 
 
@@ -93,34 +93,6 @@ def laplacian(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- the problem
-def as_points(a: ArrayLike, dim: int | None, name: str, dtype: type = np.float64) -> np.ndarray:
-    """Points (numpy, torch or nested lists) as a checked numpy array of shape (N, d).
-
-    A 1-D input is N points on a line when ``dim`` is None or 1, else one point.
-
-    Args:
-        a: the points.
-        dim: the number of columns they must have (None: any).
-        name: what they are, for the error messages.
-        dtype: the array's dtype.
-
-    Raises:
-        ValueError: not two-dimensional, ``dim`` not matched, or NaN/inf values.
-    """
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    a = np.asarray(a, dtype=dtype)
-    if a.ndim == 1:
-        a = a[:, None] if dim in (None, 1) else a[None, :]
-    if a.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, d), got {a.shape}")
-    if dim is not None and a.shape[1] != dim:
-        raise ValueError(f"{name} has {a.shape[1]} columns but the domain has dimension {dim}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return a
-
-
 @dataclass
 class PINNProblem:
     """A differential equation with data, declared once.

@@ -44,7 +44,8 @@ import torch
 from torch import nn
 
 from .networks import xavier_std
-from .pinn import RAR, PINNProblem, StagedSolution, as_points, gradient, sample_collocation
+from ._common import as_points
+from .pinn import RAR, PINNProblem, StagedSolution, gradient, sample_collocation
 from .spectrum import dominant_frequency, dominant_frequency_2d
 from .training import TrainHistory, train
 
