@@ -13,8 +13,9 @@ book (``book/`` with ``_toc.yml`` and ``_config.yml``):
   read from each chapter's front matter;
 * :mod:`msnn.book.scorecard`: the landing page's chapter map, scorecard and headline
   results, generated from the chapters and their claims;
-* :mod:`msnn.book.cli`: the command line, ``python -m msnn.book run | build | list |
-  scorecard | wheels``;
+* :mod:`msnn.book.cli`: the command line, ``python -m msnn.book run | text | build |
+  list | scorecard | wheels``;
+* :mod:`msnn.book.execute`: executing chapters (papermill, the watcher, Ctrl-C, jobs);
 * :mod:`msnn.book.sphinx`: the Sphinx extension of the API page;
 * :mod:`msnn.book.landing`: the landing page's figure of Algorithm 1.
 """
