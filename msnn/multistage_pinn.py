@@ -57,6 +57,11 @@ from .problems import diffusion_3_44, finite_difference_points  # noqa: E402,F40
 #: 128 x 128 fits; a finer one is thinned evenly).
 VALIDATION_GRID_MAX = 2 ** 15
 
+#: The residue grid's points per axis when ``n_grid`` is not given, by input dimension: 2501 in
+#: 1D, about 2501^(2/d) beyond (a 2D default of 2501 per axis was 6.25 million points, most of a
+#: 2D stage's time and several GB of memory).
+DEFAULT_N_GRID = {1: 2501, 2: 257, 3: 41}
+
 
 class MultistagePINN(StagedFit):
     """Algorithm 4: a PINN solved in stages, each set up from the previous residue.
@@ -117,7 +122,9 @@ class MultistagePINN(StagedFit):
         eps0: magnitude prefactor of stage 1 (1 for a normalized equation).
         kappa_hat0: modified scale factor of stage 1 (None: a regular network).
         factor: kappa_hat = factor * pi * f_d (2 by default, inside eq. 2.9's bound).
-        n_grid: points per axis of the uniform grid for residues, spectra and errors.
+        n_grid: points per axis of the uniform grid for residues, spectra and errors; None
+            (the default) sizes it by dimension (:data:`DEFAULT_N_GRID`: 2501 in 1D, 257 in 2D,
+            41 in 3D), so that the grid stays near 10^6 points or below.
         pad: zero-padding factor of the spectra.
         init: weight initialization of the stage networks.
         dtype: float64 (the default; machine precision needs it).
@@ -151,7 +158,7 @@ class MultistagePINN(StagedFit):
                  gamma: float | str | Sequence[float | str | None] | None = None,
                  gpinn: bool | Sequence[bool] = False, gamma_g: float | Sequence[float | None] | None = None,
                  rar: RAR | Sequence[RAR | None] | None = None, eps0: float = 1.0,
-                 kappa_hat0: float | Sequence[float] | None = None, factor: float = 2.0, n_grid: int = 2501,
+                 kappa_hat0: float | Sequence[float] | None = None, factor: float = 2.0, n_grid: int | None = None,
                  pad: int = 1, algorithm3_n0: int = 500, init: str = "xavier_normal",
                  dtype: torch.dtype = torch.float64, device: str | torch.device = "auto", seed: int = 0,
                  progress: bool | None = None, checkpoint: str | os.PathLike | None = None) -> None:
@@ -246,7 +253,8 @@ class MultistagePINN(StagedFit):
             raise ValueError(f"kappa_hat0 must be None, a finite number > 0 or one per input axis ({problem.dim}), "
                              f"got {self.kappa_hat0!r}")
         self._factor = finite_float(factor, "factor", above=1.0)  # kappa_hat > pi f_d (eq. 2.9)
-        _count(self.n_grid, "n_grid", 16)
+        self._n_grid = (DEFAULT_N_GRID.get(self.problem.dim, 17) if self.n_grid is None
+                        else _count(self.n_grid, "n_grid", 16))
         _count(self.pad, "pad", 1)
         _count(self.algorithm3_n0, "algorithm3_n0", 10)
         one_of(self.init, "init", ("xavier_normal", "xavier_truncated"))
@@ -259,7 +267,7 @@ class MultistagePINN(StagedFit):
     # ------------------------------------------------------------ diagnostics
     def _grid(self, stride: int = 1):
         """The uniform residue grid (every ``stride``-th point per axis): axes and points."""
-        axes = [np.linspace(lo, hi, self.n_grid)[::stride] for lo, hi in self.problem.domain]
+        axes = [np.linspace(lo, hi, self._n_grid)[::stride] for lo, hi in self.problem.domain]
         pts = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], 1)
         return axes, pts
 
@@ -267,7 +275,7 @@ class MultistagePINN(StagedFit):
         """The residue grid of :meth:`_grid` as a tensor, every s-th point per axis so that at
         most VALIDATION_GRID_MAX points remain (the whole grid in the chapters' settings)."""
         s = 1
-        while len(range(0, self.n_grid, s)) ** self.problem.dim > VALIDATION_GRID_MAX:
+        while len(range(0, self._n_grid, s)) ** self.problem.dim > VALIDATION_GRID_MAX:
             s += 1
         _, pts = self._grid(s)
         return torch.as_tensor(pts, dtype=self.dtype, device=self._device)
@@ -297,8 +305,8 @@ class MultistagePINN(StagedFit):
         """``(axes, r)``: the equation residue of the first ``n_stages`` stages on the uniform grid."""
         self._check_fitted()
         if n_stages is None or n_stages == self.model_.n_stages:
-            return residual_grid(self.problem, self.model_, self.n_grid)
-        return residual_grid(self.problem, _Truncated(self.model_, n_stages), self.n_grid)
+            return residual_grid(self.problem, self.model_, self._n_grid)
+        return residual_grid(self.problem, _Truncated(self.model_, n_stages), self._n_grid)
 
     _record_type = PINNStageRecord
     _fit_call = "solve()"
@@ -338,10 +346,10 @@ class MultistagePINN(StagedFit):
         f_d reads 0 (a residue with no oscillation along it) takes the largest frequency of the
         other axes, so that eq. (3.19) stays finite."""
         try:
-            return estimate_next_stage(self.problem, self.model_, self.orders, n_grid=self.n_grid,
+            return estimate_next_stage(self.problem, self.model_, self.orders, n_grid=self._n_grid,
                                        eps_beta=self._eps_beta, factor=self._factor, widths=self._widths[k], pad=self.pad)
         except ValueError:
-            est = estimate_next_stage(self.problem, self.model_, [1] * self.problem.dim, n_grid=self.n_grid,
+            est = estimate_next_stage(self.problem, self.model_, [1] * self.problem.dim, n_grid=self._n_grid,
                                       eps_beta=1.0, factor=self._factor, widths=self._widths[k], pad=self.pad)
             est.eps = _magnitude(est.eps_r, est.f_d, self.orders, self._eps_beta)
             return est
@@ -451,8 +459,8 @@ class MultistagePINN(StagedFit):
         if self._gpinn[k]:
             gg = self._gamma_g[k]
             if gg is None:
-                _, r = residual_grid(p, self.model_, self.n_grid)
-                _, gr = residual_grid(p, self.model_, self.n_grid, gradient_norm=True)
+                _, r = residual_grid(p, self.model_, self._n_grid)
+                _, gr = residual_grid(p, self.model_, self._n_grid, gradient_norm=True)
                 gg = float(np.sum(r ** 2) / max(np.sum(gr ** 2), 1e-300))
             gg = float(gg)
         else:
@@ -469,7 +477,7 @@ class MultistagePINN(StagedFit):
         run = train_pinn(p, self.model_, gamma=gamma, desc=f"stage {k + 1}", **run_kwargs)
         reports = self._second_order(k, net, run, gamma, gg, kh)
         self.runs_.append(run)
-        _, r = residual_grid(p, self.model_, self.n_grid)
+        _, r = residual_grid(p, self.model_, self._n_grid)
         rec = PINNStageRecord(
             stage=k + 1, eps=float(eps), eps_r=est.eps_r, f_d=[float(v) for v in est.f_d],
             kappa_hat=None if kh is None else [float(v) for v in np.atleast_1d(kh)],
@@ -577,7 +585,7 @@ class MultistagePINN(StagedFit):
     def _checkpoint_settings(self) -> tuple[dict, dict, tuple]:
         p = self.problem
         common = {"name": p.name, "orders": np.asarray(self.orders).tolist(), "eps_beta": self._eps_beta,
-                  "eps0": self._eps0, "factor": self._factor, "init": self.init, "n_grid": self.n_grid,
+                  "eps0": self._eps0, "factor": self._factor, "init": self.init, "n_grid": self._n_grid,
                   "pad": self.pad, "seed": self._seed, "sampler": self.sampler, "margin": self._margin,
                   "kappa_hat0": None if self.kappa_hat0 is None else np.asarray(self.kappa_hat0).tolist(),
                   "algorithm3_n0": self.algorithm3_n0, "schedule": str(self._schedule)}

@@ -190,8 +190,8 @@ class MultistageRegressor(StagedFit):
         kappa_hat: override the rule: one value (or per-axis list) per higher stage,
             i.e. a list of n_stages - 1 entries.
         higher_activation: first-layer activation of stages >= 2 ("sin").
-        target_rms: stop adding stages once the training RMS residue (normalized)
-            is at or below this value.
+        target_rms: stop adding stages once the training RMS residue, relative to RMS(y)
+            (the fit works on y / RMS(y)), is at or below this value.
         dtype: torch.float64 (default). torch.float32 is allowed (Fig. 1 uses it)
             but its errors stop near 1e-7; a :class:`Float32Warning` says so.
         device: "auto" (default: a GPU when torch sees one, else the CPU), "cpu",

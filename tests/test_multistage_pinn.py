@@ -229,3 +229,16 @@ def test_restage_refuses_bad_settings(solved, args, kw, msg):
 def test_restage_needs_a_solved_run():
     with pytest.raises(ValueError, match="solve"):
         _two_stage().restage(2, eps=1e-8)
+
+
+def test_the_residue_grid_is_sized_by_dimension():
+    # 2501 points per axis in 2D would be 6.25 million points: the default follows the dimension
+    from msnn.multistage_pinn import DEFAULT_N_GRID
+    from msnn.problems import poisson_3_20
+
+    one = MultistagePINN(ode_3_3(), orders=(1,), device="cpu")
+    two = MultistagePINN(poisson_3_20(n_boundary=20), orders=[(2, 0), (0, 2)], device="cpu")
+    assert [len(a) for a in one._grid()[0]] == [DEFAULT_N_GRID[1]] == [2501]
+    assert [len(a) for a in two._grid()[0]] == [DEFAULT_N_GRID[2]] * 2 and DEFAULT_N_GRID[2] ** 2 < 10 ** 6
+    assert MultistagePINN(ode_3_3(), orders=(1,), n_grid=301, device="cpu")._grid()[1].shape == (301, 1)
+    assert one.get_params()["n_grid"] is None  # the argument is kept as given
