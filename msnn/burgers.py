@@ -386,7 +386,7 @@ def train_burgers(model: BurgersSolution, *, gamma: float, gamma_g: float = 0.0,
         smooth_width: the smoothness points lie in |y| < smooth_width.
         adam_steps, lbfgs_steps, lr: the optimizer budget (Adam then L-BFGS).
         schedule: instead of ``adam_steps`` / ``lbfgs_steps``, the round's phases
-            (:func:`msnn.phases.parse_schedule`), e.g. ``[("adam", 2000), ("lm", 200)]``:
+            (:func:`msnn.phases.schedule.parse_schedule`), e.g. ``[("adam", 2000), ("lm", 200)]``:
             "adam", "lbfgs" and "lm" (Levenberg-Marquardt on all the round's weights and
             lambda together, on the residual rows whose sum of squares is the loss
             above). The residual is nonlinear in U and lambda, so the output-layer

@@ -5,7 +5,7 @@ the settings key), written by :func:`torch.save` and read back with
 ``torch.load(weights_only=True)``, which unpickles tensors and plain containers only: a
 file at a checkpoint path cannot run code. The file's name carries the stage number and
 the first digits of a key over the data and every setting that shapes stages 1..k
-(:meth:`StageCheckpoints.file`), so
+(``StageCheckpoints.file``), so
 
 * a fit with more stages reuses the stages it has in common with an earlier one;
 * a fit under other settings finds no file of its own and trains; the other run's files

@@ -126,8 +126,8 @@ class MultistageBurgers(StagedFit):
 
     Stage 1 is one odd tanh network (prefactor 1, seed ``seed``) trained with equation
     weight ``gamma1`` from lambda = ``lambda_init``. Every later stage k (1-based) is built
-    by :func:`add_next_stage` from the previous stage's :func:`evaluate` and
-    :class:`BurgersRun` (Algorithm 4 with eq. 3.9, 3.16, 3.32): a sin-first-layer network
+    by :func:`~msnn.burgers.add_next_stage` from the previous stage's :func:`~msnn.burgers.evaluate` and
+    :class:`~msnn.burgers.BurgersRun` (Algorithm 4 with eq. 3.9, 3.16, 3.32): a sin-first-layer network
     with prefactor ``rms(r) / (2 pi f_d)`` and ``kappa_hat = 2 pi f_d``, optionally the
     low-frequency network ``eps_lambda U_lambda`` of eq. (4.8), and a fresh lambda
     correction on the scale that ``lambda_scale`` sets; it is trained on eq. (4.2)-(4.5)
@@ -184,10 +184,10 @@ class MultistageBurgers(StagedFit):
         device: "auto", "cpu", "cuda" or a torch.device.
         progress: progress bars (default: unless MSNN_PROGRESS=0).
 
-    Fitted attributes (after :meth:`fit`):
-        model_: the :class:`BurgersSolution`.
-        runs_: one :class:`BurgersRun` per stage.
-        evals_: one :class:`BurgersEval` per stage (the solution after that stage).
+    Attributes:
+        model_: the :class:`BurgersSolution` (this and the attributes below are set by :meth:`fit`).
+        runs_: one :class:`~msnn.burgers.BurgersRun` per stage.
+        evals_: one :class:`~msnn.burgers.BurgersEval` per stage (the solution after that stage).
         settings_: one dict per stage, what the stage was built with: ``eps``,
             ``kappa_hat`` (None in stage 1), ``gamma``, ``eps_lambda`` (``sqrt(L_s)`` of the
             previous stage; None in stage 1), ``lambda_scale`` (the number), ``lambda_rule``,

@@ -10,11 +10,11 @@ higher-stage equation (3.13) whose source is the previous residue. The settings 
 stage k are read from the residue r_k of the stages before it, never typed in:
 
 - the magnitude prefactor eps_k = eps_r / (eps_beta prod_i [2 pi f_d^(r, x_i)]^(m_i))
-  (eq. 3.9, 3.17, 3.19; :func:`msnn.pinn.estimate_next_stage`);
+  (eq. 3.9, 3.17, 3.19; :func:`msnn.pinn_training.estimate_next_stage`);
 - the scale factor kappa_hat_k = factor * pi * f_d^(r) per input axis (eq. 3.18, 2.9);
 - the equation weight gamma_k from eq. (3.32), gamma <= L_d / (L_e + L_d), with the
   initial losses L_d ~ eps_k^2 and L_e ~ eps_r^2 of the new stage, or from
-  Algorithm 3 (:func:`msnn.pinn.algorithm3`);
+  Algorithm 3 (:func:`msnn.pinn_training.algorithm3`);
 - the gPINN weight gamma_g = ||r||^2 / ||grad r||^2 of the residue (eq. 3.39-3.40).
 
 :class:`MultistagePINN` is the driver; chapter ``ch-multistage-pinn`` of the book
@@ -86,7 +86,7 @@ class MultistagePINN(StagedFit):
             largest term is O(1) (Algorithm 4's prerequisite).
         orders: multi-index of the dominant derivative for eq. (3.19), e.g. ``(1,)`` for
             eq. (3.3) and ``(0, 2)`` for u_xx with inputs (t, x) (see
-            :func:`msnn.pinn.magnitude_estimate`).
+            :func:`msnn.pinn_training.magnitude_estimate`).
         eps_beta: RMS of the dominant derivative's coefficient (eq. 3.17), e.g. 0.5 for
             (1/2) u_xx.
         n_stages: number of stages.
@@ -102,7 +102,7 @@ class MultistagePINN(StagedFit):
             up to 2 n_parameters; the parameters kept are the best on a second random
             draw and on the residue grid of ``n_grid`` points per axis), or a list of phases (see
             :mod:`msnn.phases`; "adam" and "lbfgs" phases run first, through
-            :func:`msnn.pinn.train_pinn`). Default: "paper" when ``adam_steps`` or
+            :func:`msnn.pinn_training.train_pinn`). Default: "paper" when ``adam_steps`` or
             ``lbfgs_steps`` is given, else "precision".
         precision_steps: the Levenberg-Marquardt iterations of the "precision" schedule
             (at most; it stops when the loss stops falling).
@@ -123,7 +123,7 @@ class MultistagePINN(StagedFit):
         kappa_hat0: modified scale factor of stage 1 (None: a regular network).
         factor: kappa_hat = factor * pi * f_d (2 by default, inside eq. 2.9's bound).
         n_grid: points per axis of the uniform grid for residues, spectra and errors; None
-            (the default) sizes it by dimension (:data:`DEFAULT_N_GRID`: 2501 in 1D, 257 in 2D,
+            (the default) sizes it by dimension (``DEFAULT_N_GRID``: 2501 in 1D, 257 in 2D,
             41 in 3D), so that the grid stays near 10^6 points or below.
         pad: zero-padding factor of the spectra.
         init: weight initialization of the stage networks.
@@ -136,10 +136,10 @@ class MultistagePINN(StagedFit):
 
     Fitted attributes (after :meth:`solve`), kept by the stage engine (:mod:`msnn.engine`):
         model_: the :class:`msnn.pinn.StagedSolution`.
-        stages_: one :class:`PINNStageRecord` per stage trained (``records_`` is the same list).
+        stages_: one :class:`~msnn.pinn_stage.PINNStageRecord` per stage trained (``records_`` is the same list).
         networks_: the stage networks (those of ``model_``).
         stopped_: why fewer than ``n_stages`` stages were trained ("" if all were).
-        runs_: the :class:`msnn.pinn.PINNRun` of every stage trained in this process.
+        runs_: the :class:`msnn.pinn_training.PINNRun` of every stage trained in this process.
 
     Raises:
         ValueError: non-positive counts, a per-stage list of the wrong length, gamma outside
@@ -528,7 +528,7 @@ class MultistagePINN(StagedFit):
         return self.model_.predict(x, n_stages)
 
     def predict_stages(self, x: ArrayLike) -> np.ndarray:
-        """eps_k u_k(x) of every stage, shape (n_stages, N) (for :meth:`staged_predict`)."""
+        """eps_k u_k(x) of every stage, shape (n_stages, N) (for :meth:`~msnn.engine.StagedFit.staged_predict`)."""
         self._check_fitted()
         return self.model_.predict_stages(x)
 

@@ -56,9 +56,9 @@ def stage_forward(h, params: Sequence, first_activation: str, *, affine, sin=tor
     ``params`` is ``[W_0, b_0, ..., W_L, b_L]``; layer l computes ``affine(h, W_l, b_l)``,
     then ``act`` after layer 0 (``sin`` or ``tanh``), ``tanh`` after the hidden layers and
     nothing after the output layer. Every evaluation of a stage network goes through here,
-    with the affine map that fits its layout: batched members (:meth:`StageNetwork.forward`),
+    with the affine map that fits its layout: batched members (:class:`StageNetwork`'s ``forward``),
     one set of weights or one copy per point (the Jacobians of :mod:`msnn.phases`), or numpy
-    in long double (:func:`msnn.phases.evaluate`).
+    in long double (:func:`msnn.phases.rows.evaluate`).
     """
     n_layers = len(params) // 2
     for l in range(n_layers):

@@ -474,7 +474,7 @@ class MultistageRegressor(StagedFit):
     def predict_longdouble(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
         """The model evaluated in numpy's long double, shape (M,), dtype ``np.longdouble``.
 
-        The same weights as :meth:`predict`, with every operation (the input's
+        The same weights as :meth:`~msnn.engine.StagedFit.predict`, with every operation (the input's
         normalization included) in extended precision, so ``predict(x) -
         predict_longdouble(x)`` is the round-off of evaluating the model in its dtype
         (float64, or float32 for a float32 model) and ``predict_longdouble(x) - y`` the

@@ -513,7 +513,7 @@ def run_jobs(root: str, picked: list[str], args: argparse.Namespace, rows: list[
     """Run the chapters in ``args.jobs`` processes at a time, each with one thread (OMP_NUM_THREADS=1).
 
     One line per chapter as it starts and as it finishes; every process also prints its
-    chapter's per-minute status (see :class:`_Watcher`). The rows of the chapters that
+    chapter's per-minute status (see ``_Watcher``). The rows of the chapters that
     finished are appended to ``rows`` in the order of ``picked``; returns the failures' reasons.
 
     Raises:

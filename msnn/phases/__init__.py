@@ -35,14 +35,14 @@ offers (:mod:`msnn.phases.runner`), and a phase it cannot run is refused before
 training, with the reason. The package's parts: ``schedule`` (phases and named
 schedules), ``registry``, ``rows`` (row groups, the stage network's Jacobian),
 ``lstsq`` (the exact output layer), ``lm`` (Levenberg-Marquardt), ``runner`` (the
-trainees, the registered phases, :func:`train_stage` and :func:`run_phases`).
+trainees, the registered phases, :func:`~msnn.phases.runner.train_stage` and :func:`~msnn.phases.runner.run_phases`).
 
 Every second-order phase keeps the best parameters it saw and stops early on a
 rule that depends on the losses only (never on the clock), so a run is repeatable:
 ``patience`` iterations without a relative gain of ``min_gain``, or a damping that
 grows past 1e16.
 
-The residual rows are given as *row groups* (:class:`RowGroup`): points, a function
+The residual rows are given as *row groups* (:class:`~msnn.phases.rows.RowGroup`): points, a function
 of the stage network that returns one residual per point, and a weight. The loss
 is ``sum_g weight_g mean(rows_g^2)`` (+ ``mu ||w||^2``). The Jacobian of all rows
 with respect to all parameters comes from one backward pass: each point gets its

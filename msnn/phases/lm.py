@@ -224,7 +224,7 @@ def levenberg_marquardt(params: Sequence[torch.Tensor], residuals: Callable[[], 
         bar: a progress bar to update instead of drawing one.
 
     Returns:
-        A :class:`PhaseReport` of kind "lm" (losses are ``||r||^2``).
+        A :class:`~msnn.phases.registry.PhaseReport` of kind "lm" (losses are ``||r||^2``).
 
     Raises:
         ValueError: bad steps, damping, patience or min_gain; a parameter that does not require grad.

@@ -1,7 +1,7 @@
 """The phase registry: every way of training a stage, by name, with what it needs.
 
 A phase is registered once (:func:`register_phase`) with the capabilities it needs
-from the thing it trains; a driver's trainee (:mod:`msnn.phases.trainees`) says which
+from the thing it trains; a driver's trainee (:class:`msnn.phases.runner.Trainee`) says which
 capabilities it offers. A schedule with a phase that a trainee cannot run is refused
 before any training, by :func:`check_phases`, with the phase, what is missing and the
 driver's reason. A new phase is one function here, registered by name: every driver
@@ -24,6 +24,7 @@ from typing import Callable, Iterable
 
 __all__ = ["CAPABILITIES", "PhaseKind", "PhaseReport", "PHASES", "register_phase", "check_phases"]
 
+#: What a trainee can offer a phase: capability name -> what it means.
 CAPABILITIES = {
     "loss": "a differentiable loss of the trainable parameters",
     "linear-output": "an output layer in which the residual is linear (solved exactly by least squares)",

@@ -4,7 +4,7 @@ A driver wraps what it trains in a *trainee* that says which capabilities it off
 (:mod:`msnn.phases.registry`) and implements them:
 
 * :class:`NetworkTrainee`: one :class:`msnn.networks.StageNetwork` and its residual
-  rows (:class:`msnn.phases.RowGroup`): regression and PINN stages. Offers every
+  rows (:class:`msnn.phases.rows.RowGroup`): regression and PINN stages. Offers every
   capability; "linear-output" is checked on the rows when a phase uses it.
 * :class:`LossTrainee`: any parameters with a loss, and optionally an exact
   output-layer solve (SI stages) or residual rows and their Jacobian (Burgers).
@@ -57,6 +57,7 @@ class Trainee:
             return float(self.loss_graph())
 
     def loss_graph(self) -> torch.Tensor:  # pragma: no cover - abstract
+        """The stage's loss as a differentiable scalar ("loss")."""
         raise NotImplementedError
 
     def loss_before_solve(self) -> float:
@@ -77,12 +78,15 @@ class Trainee:
         raise NotImplementedError
 
     def hidden(self) -> list:  # pragma: no cover - abstract
+        """The parameters below the output layer ("linear-output"): what LSGD's Adam trains."""
         raise NotImplementedError
 
     def solve_output(self, mu: float, rcond: float, *, warn_rank: bool = False) -> tuple[float, int]:
+        """Solve the output layer exactly by least squares ("linear-output"); return (loss, rank)."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def gauss_newton(self, phase: Phase, bar, projected: bool) -> PhaseReport:
+        """One Levenberg-Marquardt phase on the trainee's residual rows ("jacobian")."""
         raise NotImplementedError  # pragma: no cover - abstract
 
 
@@ -328,8 +332,8 @@ def run_phases(net: torch.nn.Module, groups: Sequence[RowGroup], phases: Sequenc
 
     Args:
         net: a single :class:`msnn.networks.StageNetwork` (its parameters train).
-        groups: the residual rows (:class:`RowGroup`).
-        phases: from :func:`msnn.phases.parse_schedule`.
+        groups: the residual rows (:class:`~msnn.phases.rows.RowGroup`).
+        phases: from :func:`msnn.phases.schedule.parse_schedule`.
         first_order: how to run "adam" and "lbfgs" phases: called with the phase,
             returns ``(loss_before, loss_after, seconds, stopped, history, iterations)``. The
             drivers pass their own (resampling, loss records); by default plain
