@@ -10,7 +10,7 @@ loop and the errors and warnings they raise. Everything else is importable from 
 module (``msnn.phases``, ``msnn.pinn``, ``msnn.networks``, ``msnn.problems``, ...); the
 book's machinery is ``msnn.book``.
 """
-from ._common import Float32Warning, NotFittedError, SparseDataWarning
+from ._common import Float32Warning, NotFittedError, SparseDataWarning, StageWarning
 from .burgers import BurgersSolution, train_burgers
 from .ensemble import fit_ensemble
 from .multistage_burgers import MultistageBurgers
@@ -45,6 +45,7 @@ __all__ = [
     "RAR",
     "SIMultistageRegressor",
     "SparseDataWarning",
+    "StageWarning",
     "StageNetwork",
     "StagedSolution",
     "dominant_frequency",

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-__all__ = ["NotFittedError", "as_points", "Float32Warning", "SparseDataWarning", "show_progress", "resolve_device", "per_stage", "count", "integers", "finite_float",
+__all__ = ["NotFittedError", "as_points", "Float32Warning", "SparseDataWarning", "StageWarning", "show_progress", "resolve_device", "per_stage", "count", "integers", "finite_float",
            "positive_float", "positive_floats", "one_of", "flag", "optional_path", "rms", "float64_array", "settings_key",
            "StepCounts", "StageRun", "ParamsMixin", "states"]
 
@@ -36,6 +36,11 @@ class Float32Warning(UserWarning):
 
 class SparseDataWarning(UserWarning):
     """The data are too sparse for the residue's frequency: N_d < 6 pi f_d (eq. 2.10)."""
+
+
+class StageWarning(UserWarning):
+    """A fit stopped early because a stage was rejected, or gained little, on points it did
+    not train on: fewer stages than asked for were kept, and the message says why."""
 
 
 def show_progress(progress: bool | None = None) -> bool:

@@ -12,7 +12,10 @@ only what differs:
 * ``_fit_stage(n, plan)``: the stage trained, returned as ``(record, network, part)``
   with ``part`` its values ``eps u_n`` at the training points (None where the stages are
   not fitted to data);
-* ``_stop_after(record)``: why no stage follows this one, or None;
+* ``_stop_after(record)``: why no stage follows this one, or None. This is bad news by
+  definition (the stage was rejected, or gained too little, on points it did not train
+  on): the engine says it in a :class:`~msnn._common.StageWarning` as well as in
+  ``stopped_``. A stop before a stage (the target reached, round-off) is not warned of;
 * ``_network_for(record, xt)``: an untrained network of the shape a record describes
   (to resume from a checkpoint);
 * ``_checkpoint_settings()``: ``(common, per_stage, arrays)``, the settings that shape every
@@ -29,6 +32,7 @@ as in scikit-learn's boosting estimators).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict
 from typing import Iterator
 
@@ -36,7 +40,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from ._common import NotFittedError, ParamsMixin, settings_key
+from ._common import NotFittedError, ParamsMixin, StageWarning, settings_key
 from .checkpoints import StageCheckpoints
 
 __all__ = ["StagedFit"]
@@ -125,6 +129,9 @@ class StagedFit(ParamsMixin):
             why = self._stop_after(rec)
             if why:
                 self.stopped_ = f"stopped after stage {n + 1}: {why}"
+                if n + 1 < stop:
+                    warnings.warn(f"{type(self).__name__}: {self.stopped_} ({len(self.stages_)} of {stop} "
+                                  "stages trained).", StageWarning, stacklevel=3)
                 if verbose:
                     print(self.stopped_, flush=True)
                 break

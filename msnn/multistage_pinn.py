@@ -33,13 +33,14 @@ import copy
 import math
 import os
 import time
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
-from ._common import NotFittedError, count as _count, per_stage, resolve_device
+from ._common import NotFittedError, StageWarning, count as _count, per_stage, resolve_device
 from ._common import finite_float, flag, float64_array, integers, one_of, optional_path, positive_float, positive_floats
 from .engine import StagedFit
 from .phases import ROUND_OFF_FLOOR, output_layer_norm, round_off, schedule_for
@@ -501,6 +502,11 @@ class MultistagePINN(StagedFit):
             # the stage did worse than none on its validation points and contributes zero;
             # the next stage would be set up from the same residue
             return "rejected, worse than no stage on its validation points"
+        if 2 <= rec.stage < self._n and rec.residue_rms > rec.eps_r / 2:
+            # kept, and the fit goes on (the next stage sees another residue), but not silently
+            warnings.warn(f"MultistagePINN: stage {rec.stage} lowered the equation's residue only "
+                          f"{rec.eps_r / max(rec.residue_rms, 1e-300):.3g}x ({rec.eps_r:.2e} -> {rec.residue_rms:.2e} "
+                          "on the residue grid).", StageWarning, stacklevel=4)
         return None
 
     def _describe(self, rec) -> str:

@@ -54,7 +54,11 @@ class StageRecord(StageRun):
         output_norm: ||w_out||_1 of the stage's output layer (weights and bias).
         round_off: estimated round-off of eps * u in float64 at the training points
             (normalized units): float64 against long-double evaluation of the stage.
-        n_train: the points the stage trained on (see ``stage_points``).
+        n_train: the points the stage trained on (see ``stage_points`` and ``holdout``).
+        n_heldout: the points the stage was judged on and did not train on (0: none).
+        heldout_before, heldout_after: RMS of the residue on those points before and after
+            the stage, relative to RMS(y) (NaN where there were none): the stage's gain off
+            its training points is their ratio.
     """
 
     index: int
@@ -68,6 +72,16 @@ class StageRecord(StageRun):
     output_norm: float = math.nan
     round_off: float = math.nan
     n_train: int = 0
+    n_heldout: int = 0
+    heldout_before: float = math.nan
+    heldout_after: float = math.nan
+
+    @property
+    def heldout_gain(self) -> float:
+        """heldout_before / heldout_after (NaN without held-out points; inf if the error vanished)."""
+        if not self.n_heldout:
+            return math.nan
+        return self.heldout_before / self.heldout_after if self.heldout_after > 0 else math.inf
 
     @property
     def steps(self) -> int:
@@ -183,7 +197,20 @@ class MultistageRegressor(StagedFit):
             normalized interval among them (eq. 2.10 with
             kappa_hat = 2 pi f_d), since their cost grows with the points, and keeps
             the parameters that are best on other data points; the residue and eps
-            always use all the data. ``None``: every stage trains on all the data.
+            always use all the data. ``None``: every stage trains on all the data
+            (and ``holdout`` is not used).
+        holdout: where ``stage_points`` holds no points out (2D grids, scattered
+            points, 1D data too few to subsample) and the schedule has least-squares or
+            Gauss-Newton phases: the share of the points (default 0.1) that no stage
+            trains on, drawn at random once per fit among the points inside the data's
+            bounding box. Every stage is judged on them: its second-order phases keep
+            the parameters best there, a stage worse there than no stage is rejected,
+            and a stage that lowers their RMS error less than ``min_gain`` times ends
+            the fit (a :class:`~msnn._common.StageWarning` says so): later stages would
+            fit the points, not the function between them. 0: every stage trains on
+            every point, judged on nothing.
+        min_gain: the least factor by which a stage must lower the error on the points it
+            did not train on for the fit to go on (default 2).
         lr: Adam learning rate (1e-3, as in the authors' code).
         kappa_factor: kappa_hat = kappa_factor * pi * f_d (default 2), see
             :func:`choose_kappa_hat`.
@@ -217,6 +244,8 @@ class MultistageRegressor(StagedFit):
         schedule: str | Sequence | None = None,
         precision_steps: int | Sequence[int] = 300,
         stage_points: str | None = "auto",
+        holdout: float = 0.1,
+        min_gain: float = 2.0,
         lr: float = 1e-3,
         kappa_factor: float = 2.0,
         kappa_hat: ArrayLike | None = None,
@@ -248,6 +277,10 @@ class MultistageRegressor(StagedFit):
         """Check the settings and derive the per-stage lists, the device and the phases."""
         n = count(self.n_stages, "n_stages", 1)
         one_of(self.stage_points, "stage_points", ("auto", None))
+        finite_float(self.holdout, "holdout", minimum=0.0)
+        if not self.holdout < 0.5:
+            raise ValueError(f"holdout must lie in [0, 0.5), got {self.holdout!r}")
+        finite_float(self.min_gain, "min_gain", minimum=1.0)
         schedule = self.schedule
         if schedule is None:
             schedule = "paper" if (self.adam_steps is not None or self.lbfgs_steps is not None) else "precision"
@@ -329,6 +362,7 @@ class MultistageRegressor(StagedFit):
         self.grid_kind_ = grid.kind
 
         self._grid, self._xn = grid, xn
+        self._heldout = self._draw_heldout(xn)
         self._xt = xt = torch.as_tensor(xn, dtype=self.dtype, device=self._device)
         self._start(yn)  # the stages sum to yn; residues are yn minus their float64 sum
         self._run_stages(xt)
@@ -346,9 +380,16 @@ class MultistageRegressor(StagedFit):
         return None
 
     def _stop_after(self, rec: "StageRecord") -> str | None:
+        where = f"the {rec.n_heldout} points it did not train on"
         if rec.phases and rec.phases[-1]["kind"] == "rejected":
             # the stage could not improve on its residue: the next one would see the same
-            return "rejected (worse than no stage on the validation points)"
+            return (f"rejected, worse than no stage on {where} (RMS {rec.heldout_before:.2e} without it); "
+                    "the data resolve no more")
+        gain = rec.heldout_gain
+        if rec.n_heldout and gain < self.min_gain:
+            return (f"it lowered the error on {where} only {gain:.3g}x ({rec.heldout_before:.2e} -> "
+                    f"{rec.heldout_after:.2e}, min_gain = {self.min_gain:g}): later stages would fit the "
+                    "points, not the function between them; more data, or target_rms, would say where to stop")
         return None
 
     def _describe(self, rec: "StageRecord") -> str:
@@ -403,6 +444,9 @@ class MultistageRegressor(StagedFit):
         with torch.no_grad():
             un = net(xt).to(torch.float64).cpu().numpy()
             final = float(torch.mean((net(xs) - ts) ** 2))
+            if xv is not None:
+                held = (eps * float(torch.sqrt(torch.mean(tv.double() ** 2))),
+                        eps * float(torch.sqrt(torch.mean((tv - net(xv)).double() ** 2))))
         rms_after = float(np.sqrt(np.mean((yn - (self._train_pred + eps * un)) ** 2)))
         hist_loss = np.concatenate([np.asarray(r.history, dtype=np.float64).reshape(-1) for r in reports
                                     if r.kind in ("adam", "lbfgs")] or [np.zeros(0)])
@@ -416,7 +460,9 @@ class MultistageRegressor(StagedFit):
             final_loss=final, loss_history=hist_loss,
             rms_after=rms_after, seconds=sum(r.seconds for r in reports), stopped=reports[-1].stopped,
             phases=[r.summary() for r in reports], output_norm=output_layer_norm(net),
-            round_off=eps * round_off(net, xt), n_train=int(xs.shape[0]))
+            round_off=eps * round_off(net, xt), n_train=int(xs.shape[0]),
+            n_heldout=0 if xv is None else int(xv.shape[0]),
+            heldout_before=math.nan if xv is None else held[0], heldout_after=math.nan if xv is None else held[1])
         return rec, net, eps * un
 
     def _stage_subset(self, grid, xt, target, phases, f_d):
@@ -428,12 +474,15 @@ class MultistageRegressor(StagedFit):
         of the others validate. Random, not evenly spaced: on an evenly spaced subset a sine first layer
         can fit the points with frequencies that alias between them."""
         heavy = any(p.kind not in ("adam", "lbfgs") for p in phases)
-        if self.stage_points != "auto" or not heavy or grid.kind != "uniform" or grid.d != 1:
+        if self.stage_points != "auto" or not heavy:
             return xt, target, None, None
-        f = 0.0 if f_d is None else max(f_d)
+        f = 0.0 if f_d is None or grid.kind != "uniform" or grid.d != 1 else max(f_d)
         want = max(1501, int(math.ceil(12 * math.pi * f)) + 1)
-        if grid.n < want + max(want // 4, 2):
-            return xt, target, None, None
+        if grid.kind != "uniform" or grid.d != 1 or grid.n < want + max(want // 4, 2):
+            if self._heldout is None:
+                return xt, target, None, None
+            ti, vi = (torch.as_tensor(i, device=xt.device) for i in self._heldout)
+            return xt[ti], target[ti], xt[vi], target[vi]
         # a random subset (endpoints always in): on an evenly spaced subset a sine first
         # layer can fit the points with frequencies that alias between them
         # and every point in the outer 2% of the interval (where the error of a stage is largest)
@@ -448,6 +497,21 @@ class MultistageRegressor(StagedFit):
         dev = xt.device
         ti, vi = torch.as_tensor(tr, device=dev), torch.as_tensor(va, device=dev)
         return xt[ti], target[ti], xt[vi], target[vi]
+
+    def _draw_heldout(self, xn: np.ndarray):
+        """(train, held-out) indices for ``holdout``, or None: a random share of the points
+        strictly inside the data's bounding box (so that the held-out points lie between
+        training points), the same for every stage of one fit."""
+        if self.stage_points != "auto" or self.holdout == 0:
+            return None
+        inside = np.flatnonzero(np.all(np.abs(xn) < 1.0 - 1e-12, axis=1))
+        n_out = int(round(self.holdout * xn.shape[0]))
+        n_out = min(n_out, inside.size)
+        if n_out < 8 or xn.shape[0] - n_out < 4:
+            return None
+        rng = np.random.default_rng(self._seed + 104729)
+        out = np.sort(rng.choice(inside, n_out, replace=False))
+        return np.setdiff1d(np.arange(xn.shape[0]), out), out
 
     # --------------------------------------------------------------- predict
     def predict_stages(self, x: ArrayLike) -> np.ndarray:
@@ -540,7 +604,7 @@ class MultistageRegressor(StagedFit):
     # ------------------------------------------------------------ checkpoint
     def _checkpoint_settings(self) -> tuple[dict, dict, tuple]:
         common = dict(lr=self.lr, kf=self.kappa_factor, act=self.higher_activation, dtype=str(self.dtype),
-                      seed=self._seed, init=self.init, stage_points=self.stage_points)
+                      seed=self._seed, init=self.init, stage_points=self.stage_points, holdout=self.holdout)
         kh = [None] + ([None] * (self._n - 1) if self.kappa_hat is None else list(self.kappa_hat))
         per_stage = dict(widths=self._widths, adam=self._adam, lbfgs=self._lbfgs, kappa_hat=kh,
                          phases=[[str(p) for p in ph] for ph in self._phases])

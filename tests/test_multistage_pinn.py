@@ -242,3 +242,20 @@ def test_the_residue_grid_is_sized_by_dimension():
     assert [len(a) for a in two._grid()[0]] == [DEFAULT_N_GRID[2]] * 2 and DEFAULT_N_GRID[2] ** 2 < 10 ** 6
     assert MultistagePINN(ode_3_3(), orders=(1,), n_grid=301, device="cpu")._grid()[1].shape == (301, 1)
     assert one.get_params()["n_grid"] is None  # the argument is kept as given
+
+
+def test_a_stage_that_gained_little_is_said_in_a_warning_not_only_in_stopped(solved):
+    """Stage 2 of 3 that lowered the residue < 2x: the fit goes on, and a StageWarning says it."""
+    import dataclasses
+    import warnings
+
+    from msnn import StageWarning
+
+    three = _two_stage(n_stages=3, adam_steps=0, lbfgs_steps=10, gamma=None)
+    rec = dataclasses.replace(solved.records_[1], stage=2, eps_r=1e-6, residue_rms=0.8e-6)
+    with pytest.warns(StageWarning, match=r"stage 2 lowered the equation's residue only 1.25x"):
+        assert three._stop_after(rec) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StageWarning)  # a 100x gain, or the last stage: nothing to say
+        assert three._stop_after(dataclasses.replace(rec, residue_rms=1e-8)) is None
+        assert three._stop_after(dataclasses.replace(rec, stage=3)) is None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from msnn import Float32Warning, MultistageRegressor, SparseDataWarning
+from msnn import Float32Warning, MultistageRegressor, SparseDataWarning, StageWarning
 from msnn.regression import choose_kappa_hat
 from msnn.problems import eq_2_2
 
@@ -175,7 +175,59 @@ def test_checkpoint_resume(tmp_path, monkeypatch):
         MultistageRegressor(n_stages=2, adam_steps=31, lbfgs_steps=30, progress=False, checkpoint=ck).fit(X, Y)
 
 
+def _grid(n):
+    g = np.linspace(-1, 1, n)
+    a, b = np.meshgrid(g, g, indexing="ij")
+    return np.stack([a.ravel(), b.ravel()], 1)
+
+
+def test_a_2d_grid_is_judged_on_points_no_stage_trained_on():
+    x = _grid(16)
+    y = np.exp(-x[:, 0] ** 2) * np.sin(2 * x[:, 0] + x[:, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (SparseDataWarning, StageWarning))
+        reg = MultistageRegressor(n_stages=2, widths=(10, 10), precision_steps=30, seed=0, progress=False).fit(x, y)
+    held = round(0.1 * len(x))  # 10 % of the points, none on the edge of the square
+    for r in reg.stages_:
+        assert r.n_heldout == held and r.n_train == len(x) - held
+        # stage 1 starts from y itself: RMS(y) / RMS(y) on the held-out points is O(1)
+        assert 0 < r.heldout_after < r.heldout_before and r.heldout_gain == r.heldout_before / r.heldout_after
+    assert 0.3 < reg.stages_[0].heldout_before < 3
+    # the held-out error after stage 1 is the error of the fit at points it never saw
+    idx = reg._heldout[1]
+    assert np.all(np.abs(x[idx]) < 1)
+    err = np.sqrt(np.mean((y[idx] - reg.predict(x[idx], n_stages=1)) ** 2)) / np.sqrt(np.mean(y ** 2))
+    assert err == pytest.approx(reg.stages_[0].heldout_after, rel=1e-9)
+
+
+def test_noisy_data_stop_where_stages_gain_nothing_off_the_points_and_say_so():
+    rng = np.random.default_rng(3)
+    x = np.linspace(-1, 1, 300)
+    y = np.sin(3 * x) + 1e-3 * rng.standard_normal(x.size)  # the noise sets the best error: 1e-3
+    with pytest.warns(StageWarning, match="did not train on") as caught:
+        reg = MultistageRegressor(n_stages=4, widths=(16, 16), precision_steps=60, seed=0, progress=False).fit(x, y)
+    assert len([w for w in caught if issubclass(w.category, StageWarning)]) == 1
+    assert len(reg.stages_) < 4 and "did not train on" in reg.stopped_
+    last = reg.stages_[-1]
+    assert last.heldout_gain < 2 or last.phases[-1]["kind"] == "rejected"
+    # no kept stage made the error off the training points worse
+    assert all(r.heldout_after <= r.heldout_before for r in reg.stages_)
+
+
+def test_holdout_zero_trains_every_stage_on_every_point():
+    x = _grid(12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SparseDataWarning)
+        reg = MultistageRegressor(n_stages=1, widths=(6,), precision_steps=5, holdout=0, progress=False).fit(
+            x, np.sin(x[:, 0] + x[:, 1]))
+    r = reg.stages_[0]
+    assert r.n_train == len(x) and r.n_heldout == 0 and math.isnan(r.heldout_gain)
+
+
 @pytest.mark.parametrize("kw,msg", [
+    (dict(holdout=0.5), r"holdout must lie in \[0, 0.5\)"),
+    (dict(holdout=-0.1), "holdout"),
+    (dict(min_gain=0.5), "min_gain"),
     (dict(n_stages=0), "n_stages"),
     (dict(n_stages=1.5), "n_stages"),
     (dict(adam_steps=-1), "adam_steps"),
