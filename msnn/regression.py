@@ -43,7 +43,7 @@ class StageRecord(StageRun):
         eps: RMS of the residue this stage fits, in normalized units (eps_0 = 1).
         eps_data: the same in the units of y.
         f_d: dominant frequency of the residue per input axis (cycles per unit of
-            the normalized input), None for stage 0 (which uses kappa = 1).
+            the normalized input), None for a tanh stage 1 (which uses kappa = 1).
         kappa_hat: modified scale factor per input axis (eq. 2.8).
         kappa: the scale factor kappa = kappa_hat / sqrt(Var) per input axis.
         activation: first-layer activation ("tanh" or "sin").
@@ -217,6 +217,17 @@ class MultistageRegressor(StagedFit):
         kappa_hat: override the rule: one value (or per-axis list) per higher stage,
             i.e. a list of n_stages - 1 entries.
         higher_activation: first-layer activation of stages >= 2 ("sin").
+        first_stage: how stage 1 starts. ``"tanh"``: a regular tanh network (kappa = 1),
+            as in the papers; ``"sin"``: a sine first layer with ``kappa_hat`` from the
+            data's dominant frequency, as a later stage; ``"auto"`` (default): ``"sin"``
+            when the data's dominant frequency is above ``sin_above`` cycles per unit of
+            the normalized input (a target whose energy sits at a frequency a tanh
+            network's spectral bias would leave behind), else ``"tanh"``.
+        sin_above: the frequency (cycles per unit of the input mapped to [-1, 1]) above
+            which ``first_stage="auto"`` starts with a sine layer (default 1.5, three
+            periods over the data's range: on sin(2 pi f x) over 2000 points a tanh
+            stage 1 is as good at f = 1 and 200 times worse at f = 2;
+            ``benchmarks/beyond_1d.py`` measures it).
         target_rms: stop adding stages once the training RMS residue, relative to RMS(y)
             (the fit works on y / RMS(y)), is at or below this value.
         dtype: torch.float64 (default). torch.float32 is allowed (Fig. 1 uses it)
@@ -250,6 +261,8 @@ class MultistageRegressor(StagedFit):
         kappa_factor: float = 2.0,
         kappa_hat: ArrayLike | None = None,
         higher_activation: str = "sin",
+        first_stage: str = "auto",
+        sin_above: float = 1.5,
         target_rms: float | None = None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device = "auto",
@@ -305,6 +318,8 @@ class MultistageRegressor(StagedFit):
             for k in kh:
                 positive_floats(k, "every entry of kappa_hat")
         one_of(self.higher_activation, "higher_activation", ("sin", "tanh"))
+        one_of(self.first_stage, "first_stage", ("auto", "tanh", "sin"))
+        positive_float(self.sin_above, "sin_above")
         finite_float(self.target_rms, "target_rms", minimum=0.0, none=True)
         one_of(self.dtype, "dtype", (torch.float64, torch.float32))
         count(self.seed, "seed")
@@ -400,9 +415,16 @@ class MultistageRegressor(StagedFit):
 
     def _stage_frequency(self, n: int, residue: np.ndarray):
         """(first activation, f_d per axis, kappa_hat per axis) of stage n (eq. 2.9-2.10)."""
-        if n == 0:
-            return "tanh", None, None
         grid, xn = self._grid, self._xn
+        if n == 0:
+            if self.first_stage == "tanh" or (self.first_stage == "auto" and grid.kind == "scattered"
+                                              and grid.d > 2):
+                return "tanh", None, None
+            f_d = grid.frequency(xn, residue)
+            if self.first_stage == "auto" and max(f_d) <= self.sin_above:
+                return "tanh", None, None
+            kh = [choose_kappa_hat(max(f_d), min(grid.points_per_axis), self.kappa_factor)] * len(f_d)
+            return "sin", f_d, kh
         if self.kappa_hat is not None:
             kh = np.broadcast_to(np.asarray(self.kappa_hat[n - 1], dtype=float), (xn.shape[1],)).tolist()
             # scattered points in d >= 3 have no frequency estimate; with kappa_hat given none is needed
@@ -604,7 +626,8 @@ class MultistageRegressor(StagedFit):
     # ------------------------------------------------------------ checkpoint
     def _checkpoint_settings(self) -> tuple[dict, dict, tuple]:
         common = dict(lr=self.lr, kf=self.kappa_factor, act=self.higher_activation, dtype=str(self.dtype),
-                      seed=self._seed, init=self.init, stage_points=self.stage_points, holdout=self.holdout)
+                      seed=self._seed, init=self.init, stage_points=self.stage_points, holdout=self.holdout,
+                      first=self.first_stage, sin_above=self.sin_above)
         kh = [None] + ([None] * (self._n - 1) if self.kappa_hat is None else list(self.kappa_hat))
         per_stage = dict(widths=self._widths, adam=self._adam, lbfgs=self._lbfgs, kappa_hat=kh,
                          phases=[[str(p) for p in ph] for ph in self._phases])

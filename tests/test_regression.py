@@ -214,6 +214,22 @@ def test_noisy_data_stop_where_stages_gain_nothing_off_the_points_and_say_so():
     assert all(r.heldout_after <= r.heldout_before for r in reg.stages_)
 
 
+def test_a_first_stage_starts_from_the_data_spectrum_when_its_energy_is_at_a_high_frequency():
+    x = np.linspace(-1, 1, 400)
+    y = np.sin(2 * np.pi * 3 * x + 0.3)  # 3 cycles per unit: a tanh network's spectral bias leaves it
+    fit = dict(n_stages=1, widths=(20,), schedule=[("adam", 200), ("output-lstsq",)], seed=0, progress=False)
+    auto = MultistageRegressor(**fit).fit(x, y).stages_[0]
+    assert auto.activation == "sin" and auto.f_d[0] == pytest.approx(3, abs=0.02)  # the FFT peak of the sine
+    assert auto.kappa_hat == [choose_kappa_hat(auto.f_d[0], 400)]
+    tanh = MultistageRegressor(first_stage="tanh", **fit).fit(x, y).stages_[0]
+    assert tanh.activation == "tanh" and tanh.f_d is None
+    # at the same budget the sine start fits the target, the tanh start does not
+    assert auto.rms_after < 0.02 and tanh.rms_after > 0.5
+    # a slow target (eq. 2.2's f_d is 0.5) starts as the papers do
+    low = MultistageRegressor(**fit).fit(X, Y).stages_[0]
+    assert low.activation == "tanh" and low.f_d is None
+
+
 def test_holdout_zero_trains_every_stage_on_every_point():
     x = _grid(12)
     with warnings.catch_warnings():
@@ -228,6 +244,8 @@ def test_holdout_zero_trains_every_stage_on_every_point():
     (dict(holdout=0.5), r"holdout must lie in \[0, 0.5\)"),
     (dict(holdout=-0.1), "holdout"),
     (dict(min_gain=0.5), "min_gain"),
+    (dict(first_stage="relu"), "first_stage"),
+    (dict(sin_above=0), "sin_above"),
     (dict(n_stages=0), "n_stages"),
     (dict(n_stages=1.5), "n_stages"),
     (dict(adam_steps=-1), "adam_steps"),
