@@ -534,3 +534,32 @@ def test_jobs_must_be_a_positive_integer(root, capsys):
     _chapter(root, "01-a.md")
     assert book.main(["run", "--jobs", "0"]) == 2
     assert "--jobs must be an integer >= 1, got 0" in _one_line(capsys.readouterr().err)
+
+
+def test_a_chapter_process_killed_on_ctrl_c_does_not_leave_its_kernel_running():
+    """A kernel runs in a session of its own: killing its chapter's process would orphan it (and
+    with it the run's stdout), so run --jobs stops the processes each chapter started as well."""
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    from msnn.book.execute import _descendants, _stop
+
+    # a "chapter process" that starts a "kernel" in a new session, as jupyter_client does
+    code = ("import subprocess, sys, time\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True)\n"
+            "time.sleep(120)")
+    chapter = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        t0 = time.time()
+        while not _descendants(chapter.pid) and time.time() - t0 < 30:
+            time.sleep(0.1)
+        kernels = _descendants(chapter.pid)
+        assert len(kernels) == 1
+        chapter.kill()
+        chapter.wait()
+        assert kernels[0].is_running()  # orphaned, as before the fix
+        _stop(kernels)
+        assert not kernels[0].is_running() or kernels[0].status() == psutil.STATUS_ZOMBIE
+    finally:
+        if chapter.poll() is None:
+            chapter.kill()

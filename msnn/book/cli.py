@@ -211,7 +211,7 @@ def cmd_wheels(args: argparse.Namespace) -> int:
            "--implementation", "cp", "-d", args.dir]
     for p in plats:
         cmd += ["--platform", p]
-    cmd += list(EXEC_STACK) + ["matplotlib", "scipy", "tqdm"]
+    cmd += list(EXEC_STACK) + ["matplotlib", "scipy", "tqdm", "psutil"]
     print(" ".join(cmd), flush=True)
     rc = subprocess.call(cmd)
     if rc == 0:

@@ -566,14 +566,19 @@ def run_jobs(root: str, picked: list[str], args: argparse.Namespace, rows: list[
                     failures.append(outcome["error"])
                     print(f"[{n}/{len(picked)}] {slug}: failed (the reason is at the end)", flush=True)
     except KeyboardInterrupt:
+        # the kernels of the running chapters, known before anything stops: a chapter process
+        # killed below leaves its kernel behind (a session of its own) unless it is stopped too
+        kernels = [k for proc, _, _ in running.values() for k in _descendants(proc.pid)]
         for proc, _, _ in running.values():  # Ctrl-C for every running chapter: it stops its kernel and ends
             proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 20  # for all of them together, not each in turn
         for proc, _, _ in running.values():
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        _stop(kernels)
         rows.extend(r for r in (done.get(s) for s in picked) if r)
         scorecard_best_effort(root, rows)
         for reason in failures:
@@ -584,6 +589,31 @@ def run_jobs(root: str, picked: list[str], args: argparse.Namespace, rows: list[
         shutil.rmtree(tmp, ignore_errors=True)
     rows.extend(r for r in (done.get(s) for s in picked) if r)
     return failures
+
+
+def _descendants(pid: int) -> list:
+    """The processes started by ``pid`` and theirs (psutil, which ipykernel depends on; none without it)."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).children(recursive=True)
+    except Exception:  # psutil missing, or the process already gone: nothing to stop
+        return []
+
+
+def _stop(processes: list) -> None:
+    """Kill those of ``processes`` (psutil) still running, and wait a little for them."""
+    alive = []
+    for p in processes:
+        try:
+            p.kill()
+            alive.append(p)
+        except Exception:  # already ended
+            pass
+    if alive:
+        import psutil
+
+        psutil.wait_procs(alive, timeout=5)
 
 
 def code_cells(nb) -> list[str]:
