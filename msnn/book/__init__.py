@@ -17,7 +17,9 @@ book (``book/`` with ``_toc.yml`` and ``_config.yml``):
   list | scorecard | wheels``;
 * :mod:`msnn.book.execute`: executing chapters (papermill, the watcher, Ctrl-C, jobs);
 * :mod:`msnn.book.sphinx`: the Sphinx extension of the API page;
-* :mod:`msnn.book.landing`: the landing page's figure of Algorithm 1.
+* :mod:`msnn.book.landing`: the landing page's figure of Algorithm 1;
+* :mod:`msnn.book.beyond_1d`: the 2D and sparse-data cases of chapter ``ch-beyond`` and
+  ``benchmarks/beyond_1d.py``.
 """
 from .cli import main
 from .context import CHECKPOINT_ENV, PROFILES, ChapterContext, chapter_context, checkpoint_path, show_warning
