@@ -205,8 +205,8 @@ class MultistageRegressor(StagedFit):
             trains on, drawn at random once per fit among the points inside the data's
             bounding box. Every stage is judged on them: its second-order phases keep
             the parameters best there, a stage worse there than no stage is rejected,
-            and a stage that lowers their RMS error less than ``min_gain`` times ends
-            the fit (a :class:`~msnn._common.StageWarning` says so): later stages would
+            and a stage after the first that lowers their RMS error less than
+            ``min_gain`` times ends the fit (a :class:`~msnn._common.StageWarning` says so): later stages would
             fit the points, not the function between them. 0: every stage trains on
             every point, judged on nothing.
         min_gain: the least factor by which a stage must lower the error on the points it
@@ -396,12 +396,16 @@ class MultistageRegressor(StagedFit):
 
     def _stop_after(self, rec: "StageRecord") -> str | None:
         where = f"the {rec.n_heldout} points it did not train on"
-        if rec.phases and rec.phases[-1]["kind"] == "rejected":
-            # the stage could not improve on its residue: the next one would see the same
+        later_differs = rec.index == 0 and rec.activation != self.higher_activation
+        if rec.phases and rec.phases[-1]["kind"] == "rejected" and not later_differs:
+            # the stage could not improve on its residue: the next one would see the same (unless it
+            # is stage 2 after a tanh stage 1, set up from the residue's spectrum instead)
             return (f"rejected, worse than no stage on {where} (RMS {rec.heldout_before:.2e} without it); "
                     "the data resolve no more")
         gain = rec.heldout_gain
-        if rec.n_heldout and gain < self.min_gain:
+        # stage 1 is not judged by its gain: a stage 1 that fitted little (a tanh network on a fast
+        # target) leaves a residue that a later stage, set up from its spectrum, can fit
+        if rec.index > 0 and rec.n_heldout and gain < self.min_gain:
             return (f"it lowered the error on {where} only {gain:.3g}x ({rec.heldout_before:.2e} -> "
                     f"{rec.heldout_after:.2e}, min_gain = {self.min_gain:g}): later stages would fit the "
                     "points, not the function between them; more data, or target_rms, would say where to stop")

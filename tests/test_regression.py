@@ -209,7 +209,7 @@ def test_noisy_data_stop_where_stages_gain_nothing_off_the_points_and_say_so():
     assert len([w for w in caught if issubclass(w.category, StageWarning)]) == 1
     assert len(reg.stages_) < 4 and "did not train on" in reg.stopped_
     last = reg.stages_[-1]
-    assert last.heldout_gain < 2 or last.phases[-1]["kind"] == "rejected"
+    assert last.index > 0 and (last.heldout_gain < 2 or last.phases[-1]["kind"] == "rejected")
     # no kept stage made the error off the training points worse
     assert all(r.heldout_after <= r.heldout_before for r in reg.stages_)
 
@@ -228,6 +228,19 @@ def test_a_first_stage_starts_from_the_data_spectrum_when_its_energy_is_at_a_hig
     # a slow target (eq. 2.2's f_d is 0.5) starts as the papers do
     low = MultistageRegressor(**fit).fit(X, Y).stages_[0]
     assert low.activation == "tanh" and low.f_d is None
+
+
+def test_a_first_stage_that_gained_little_does_not_end_the_fit():
+    """A tanh stage 1 on a fast target lowers the held-out error little; stage 2, set up from the
+    residue's spectrum, is the one that fits it, so the gain rule judges stages 2, 3, ... only."""
+    x = np.linspace(-1, 1, 400)
+    y = np.sin(2 * np.pi * 5 * x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (SparseDataWarning, StageWarning))
+        reg = MultistageRegressor(n_stages=2, widths=(20,), schedule=[("adam", 100), ("output-lstsq",)],
+                                  first_stage="tanh", seed=0, progress=False).fit(x, y)
+    assert reg.stages_[0].heldout_gain < 2 and len(reg.stages_) == 2  # stage 1 gained nothing (or was rejected)
+    assert reg.stages_[1].activation == "sin"
 
 
 def test_holdout_zero_trains_every_stage_on_every_point():

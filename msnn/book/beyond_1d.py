@@ -27,15 +27,15 @@ import numpy as np
 
 __all__ = ["CASES", "run_case", "run_in_process", "rows"]
 
-#: case name -> its title.
+#: case name -> its title ({n}: its size, which the profile sets).
 CASES = {
-    "reg40": "2D regression, exp(-x^2 - y) sin(2x + y), 40 x 40 grid of [-1, 1]^2",
-    "reg64": "2D regression, cos(pi x y) + x^2 sin(y), 64 x 64 grid of [-1, 1]^2",
-    "poisson1": "Poisson -lap u = f on [0, 1]^2, u = sin(pi x) sin(pi y) (a product), 41 points per edge",
-    "poisson2": "Poisson -lap u = f on [0, 1]^2, u = exp(x y) sin(x + y) (not a product), 41 points per edge",
-    "sparse1d": "1D, 600 samples of exp(-x/4) sin(3x) on [0, 5]",
-    "hf_tanh": "1D, 2000 points of exp(x) / 2 + sin(40 x) on [-1, 1], first_stage='tanh' (the papers' start)",
-    "hf_auto": "1D, 2000 points of exp(x) / 2 + sin(40 x) on [-1, 1], defaults (stage 1 starts from the spectrum)",
+    "reg40": "2D regression, exp(-x^2 - y) sin(2x + y), {n} x {n} grid of [-1, 1]^2",
+    "reg64": "2D regression, cos(pi x y) + x^2 sin(y), {n} x {n} grid of [-1, 1]^2",
+    "poisson1": "Poisson -lap u = f on [0, 1]^2, u = sin(pi x) sin(pi y) (a product), {n} points per edge",
+    "poisson2": "Poisson -lap u = f on [0, 1]^2, u = exp(x y) sin(x + y) (not a product), {n} points per edge",
+    "sparse1d": "1D, {n} samples of exp(-x/4) sin(3x) on [0, 5]",
+    "hf_tanh": "1D, {n} points of exp(x) / 2 + sin(40 x) on [-1, 1], first_stage='tanh' (the papers' start)",
+    "hf_auto": "1D, {n} points of exp(x) / 2 + sin(40 x) on [-1, 1], defaults (stage 1 starts from the spectrum)",
 }
 
 # The quick profile: the same problems, small (sizes and the settings that bound the work).
@@ -119,6 +119,8 @@ def run_case(name: str, profile: str = "full") -> dict:
     if profile not in ("quick", "full"):
         raise ValueError(f"profile must be 'quick' or 'full', got {profile!r}")
     P = _QUICK if profile == "quick" else _FULL
+    size = {"reg": P["reg"]["n"] or int(name[3:]) if name.startswith("reg") else None,
+            "poi": P["poisson"]["edge"], "spa": P["sparse"]["n"], "hf_": P["hf"]["n"]}[name[:3]]
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -140,6 +142,7 @@ def run_case(name: str, profile: str = "full") -> dict:
             fit = dict(P["hf"]["fit"], first_stage="tanh" if name == "hf_tanh" else "auto")
             out = _line(np.linspace(-1, 1, P["hf"]["n"]), lambda x: 0.5 * np.exp(x) + np.sin(40 * x), fit,
                         lambda xm: np.abs(xm) > 0.9)
+    out["title"] = CASES[name].format(n=size)
     out["warnings"] = sorted({type(w.message).__name__ for w in caught if issubclass(w.category, UserWarning)})
     out["seconds"] = time.perf_counter() - t0
     out["peak_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # kB on Linux
@@ -165,7 +168,7 @@ def rows(name: str, out: dict) -> list[dict]:
     """One table row per stage of a case's result: the case, stage, errors, why it stopped, time, memory."""
     table = []
     for i, r in enumerate(out["stages"]):
-        table.append({"case": CASES[name] if i == 0 else "", "stage": r["stage"], "train (or residue)": r["train"],
+        table.append({"case": out.get("title", CASES[name]) if i == 0 else "", "stage": r["stage"], "train (or residue)": r["train"],
                       "held-out": r["held_out"], "inner": r["inner"], "outer band": r["outer"],
                       "stage stopped on": r["stopped"], "wall": f"{out['seconds']:.0f} s" if i == 0 else "",
                       "peak memory": f"{out['peak_gb']:.2f} GB" if i == 0 else ""})
