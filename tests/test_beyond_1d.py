@@ -42,3 +42,16 @@ def test_unknown_case_or_profile_is_refused():
         run_case("reg3")
     with pytest.raises(ValueError, match="profile must be"):
         run_case("reg40", "paper")
+
+
+def test_a_case_process_reports_its_own_peak_memory_not_its_parents():
+    """A notebook's kernel is large; a case it starts must not report the kernel's memory as its own."""
+    import subprocess
+    import sys
+
+    big = np.ones(2 ** 27)  # 1 GB resident in this process, the case's parent
+    big[::4096] = 2.0
+    out = subprocess.run([sys.executable, "-c", "from msnn.book.beyond_1d import _peak_gb; print(_peak_gb())"],
+                         capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 0.8, out.stdout  # importing msnn and torch takes a few hundred MB
+    del big
