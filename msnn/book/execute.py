@@ -383,6 +383,7 @@ def run_one(root: str, slug: str, profile: str, device: str, seed: int, referenc
     watcher = _Watcher(slug, partial, _previous_durations(root, slug, profile),
                        float(os.environ.get("MSNN_WATCH_SECONDS", "60")))
     t0 = time.perf_counter()
+    already = {p.pid for p in _descendants(os.getpid())}
     watcher.start()
     try:
         with _CtrlC():
@@ -398,7 +399,12 @@ def run_one(root: str, slug: str, profile: str, device: str, seed: int, referenc
     except NoSuchKernel:
         raise BookError(f"chapter {slug}: no Jupyter kernel named 'python3': install one with python -m ipykernel "
                         "install --sys-prefix --name python3 (or --user), then run again") from None
-    except (KeyboardInterrupt, BookError, OSError):
+    except KeyboardInterrupt:
+        # the kernel is stopped at once on Ctrl-C; should a slow machine interrupt the stopping
+        # itself, no kernel this run started outlives it (holding the terminal's output)
+        _stop([p for p in _descendants(os.getpid()) if p.pid not in already])
+        raise
+    except (BookError, OSError):
         raise
     except Exception as exc:  # the kernel died, did not start or timed out
         raise BookError(f"chapter {slug}: the notebook could not be executed ({type(exc).__name__}: "
