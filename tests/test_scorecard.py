@@ -267,12 +267,13 @@ def test_use_msnn_examples_match_the_api():
     drift; running them takes minutes)."""
     import ast
     import inspect
+    import textwrap
 
     with open(os.path.join(ROOT, "book", "use-msnn.md")) as fh:
         blocks = re.findall(r"```python\n(.*?)```", fh.read(), flags=re.S)
     assert blocks, "book/use-msnn.md has no python example"
     for code in blocks:
-        tree = ast.parse(code)
+        tree = ast.parse(textwrap.dedent(code))  # an example inside a list item is indented
         names = {}
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module.split(".")[0] == "msnn":
