@@ -448,6 +448,14 @@ def test_an_interrupted_run_says_how_to_resume_and_exits_130(root, capsys, monke
     assert "python -m msnn.book run --profile quick --device auto 01-a" in line and "--resume is for full" in line
 
 
+def _as_in_a_terminal():
+    """Ctrl-C as a terminal delivers it: a test suite started in the background by a
+    non-interactive shell ignores SIGINT, and a child would inherit that and never see it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_on_a_real_run_exits_130_with_the_resume_command(root):
     import signal
     import time
@@ -455,7 +463,8 @@ def test_ctrl_c_on_a_real_run_exits_130_with_the_resume_command(root):
     _chapter(root, "01-a.md", body="import time\nprint('working', flush=True)\ntime.sleep(60)")
     env = dict(os.environ, MSNN_BOOK_ROOT=str(root), MSNN_WATCH_SECONDS="0.3")
     proc = subprocess.Popen([sys.executable, "-m", "msnn.book", "run", "01", "--profile", "full", "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_as_in_a_terminal)
     t0 = time.time()
     for line in proc.stdout:  # the watcher's line: the chapter's last cell is running
         if "01-a: cell 3/3" in line or time.time() - t0 > 60:
@@ -516,7 +525,8 @@ def test_ctrl_c_on_jobs_stops_every_chapter_and_says_how_to_resume(root):
         _chapter(root, f"{slug}.md", body="import time\nprint('working', flush=True)\ntime.sleep(60)")
     env = dict(os.environ, MSNN_BOOK_ROOT=str(root), MSNN_WATCH_SECONDS="0.5")
     proc = subprocess.Popen([sys.executable, "-m", "msnn.book", "run", "--jobs", "2", "--profile", "full",
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_as_in_a_terminal)
     t0, running = time.time(), set()
     for line in proc.stdout:  # both chapters in their last cell
         running |= {s for s in ("01-a", "02-b") if f"{s}: cell 3/3" in line}
