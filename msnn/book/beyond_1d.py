@@ -40,12 +40,16 @@ CASES = {
 
 # The quick profile: the same problems, small (sizes and the settings that bound the work).
 _QUICK = dict(reg=dict(n=16, fit=dict(n_stages=2, widths=(10, 10), precision_steps=30)),
-              poisson=dict(edge=17, fit=dict(n_stages=2, widths=(10, 10), precision_steps=20, n_collocation=300,
+              poisson=dict(n=17, fit=dict(n_stages=2, widths=(10, 10), precision_steps=20, n_collocation=300,
                                              n_grid=33)),
               sparse=dict(n=200, fit=dict(n_stages=3, precision_steps=40)),
               hf=dict(n=600, fit=dict(n_stages=2, precision_steps=40)))
-_FULL = dict(reg=dict(n=None, fit={}), poisson=dict(edge=41, fit={}), sparse=dict(n=600, fit={}),
+_FULL = dict(reg=dict(n=None, fit={}), poisson=dict(n=41, fit={}), sparse=dict(n=600, fit={}),
              hf=dict(n=2000, fit={}))
+
+
+_KIND = dict(reg40="reg", reg64="reg", poisson1="poisson", poisson2="poisson", sparse1d="sparse", hf_tanh="hf",
+             hf_auto="hf")
 
 
 def _rms(e) -> float:
@@ -119,28 +123,28 @@ def run_case(name: str, profile: str = "full") -> dict:
     if profile not in ("quick", "full"):
         raise ValueError(f"profile must be 'quick' or 'full', got {profile!r}")
     P = _QUICK if profile == "quick" else _FULL
-    size = {"reg": P["reg"]["n"] or int(name[3:]) if name.startswith("reg") else None,
-            "poi": P["poisson"]["edge"], "spa": P["sparse"]["n"], "hf_": P["hf"]["n"]}[name[:3]]
+    kind = _KIND[name]
+    size = P[kind]["n"] or int(name[3:])  # a full 2D grid: the size its name gives
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if name in ("reg40", "reg64"):
             f = ((lambda x: np.exp(-x[:, 0] ** 2 - x[:, 1]) * np.sin(2 * x[:, 0] + x[:, 1])) if name == "reg40"
                  else (lambda x: np.cos(np.pi * x[:, 0] * x[:, 1]) + x[:, 0] ** 2 * np.sin(x[:, 1])))
-            out = _reg2d(P["reg"]["n"] or int(name[3:]), f, P["reg"]["fit"])
+            out = _reg2d(size, f, P["reg"]["fit"])
         elif name == "poisson1":
             out = _poisson(lambda x: np.sin(np.pi * x[:, 0]) * np.sin(np.pi * x[:, 1]),
                            lambda x: 2 * np.pi ** 2 * torch.sin(np.pi * x[:, 0]) * torch.sin(np.pi * x[:, 1]),
-                           P["poisson"]["edge"], P["poisson"]["fit"])
+                           size, P["poisson"]["fit"])
         elif name == "poisson2":
             out = _poisson(lambda x: np.exp(x[:, 0] * x[:, 1]) * np.sin(x[:, 0] + x[:, 1]), _poisson2_source,
-                           P["poisson"]["edge"], P["poisson"]["fit"])
+                           size, P["poisson"]["fit"])
         elif name == "sparse1d":
-            out = _line(np.linspace(0, 5, P["sparse"]["n"]), lambda x: np.exp(-x / 4) * np.sin(3 * x),
+            out = _line(np.linspace(0, 5, size), lambda x: np.exp(-x / 4) * np.sin(3 * x),
                         P["sparse"]["fit"], lambda xm: (xm < 0.25) | (xm > 4.75))
         else:
             fit = dict(P["hf"]["fit"], first_stage="tanh" if name == "hf_tanh" else "auto")
-            out = _line(np.linspace(-1, 1, P["hf"]["n"]), lambda x: 0.5 * np.exp(x) + np.sin(40 * x), fit,
+            out = _line(np.linspace(-1, 1, size), lambda x: 0.5 * np.exp(x) + np.sin(40 * x), fit,
                         lambda xm: np.abs(xm) > 0.9)
     out["title"] = CASES[name].format(n=size)
     out["warnings"] = sorted({type(w.message).__name__ for w in caught if issubclass(w.category, UserWarning)})
