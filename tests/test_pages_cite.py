@@ -53,3 +53,33 @@ def test_no_page_names_a_document_the_reader_does_not_have(path):
     text = path.read_text()
     named = [d for d in UNSEEN if d in text]
     assert not named, f"{path.name} names {named}, which a reader of the book does not have"
+
+
+ROLE = re.compile(r"\{claim\}`([^`]+)`")
+
+
+def _all_claim_ids() -> set:
+    return {c["id"] for p in BOOK.glob("[0-9][0-9]-*.claims.json") for c in json.loads(p.read_text())["claims"]}
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_number_put_in_prose_by_a_claim_role_exists(path):
+    """``{claim}`4.3``` shows claim 4.3's measured value from the claims files: the id must be in one."""
+    missing = sorted(set(ROLE.findall(_prose(path))) - _all_claim_ids())
+    assert not missing, f"{path.name} puts claims no claims file has into its prose: {missing}"
+
+
+def test_every_claim_that_fails_says_why_and_no_cause_is_stale():
+    from msnn.book import scorecard
+
+    problems = scorecard.cause_problems(str(ROOT))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", [p for p in CHAPTERS if p.with_suffix(".claims.json").exists()], ids=lambda p: p.stem)
+def test_every_chapter_shows_why_its_claims_fail(path):
+    """The claims table of a chapter is followed by the table of its FAIL causes (the ``claim-causes`` directive)."""
+    prose = _prose(path)
+    assert re.search(r"^```\{claim-causes\}\s*\n```", prose, flags=re.M), \
+        f"{path.name} has no claim-causes directive under its claims table"
+    assert prose.index("{claim-causes}") > prose.index("## Claims"), f"{path.name}: the causes come before the claims"

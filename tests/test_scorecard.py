@@ -40,11 +40,11 @@ def _claim(id, verdict, paper="~1e-16", measured=1e-9, what="rms error"):
             "tolerance": "<= 1.00e-14", "verdict": verdict, "note": ""}
 
 
-def _source(paper, sections, figures, algorithm="", title="A chapter"):
-    """A chapter source whose front matter says what it reproduces."""
+def _source(paper, sections, figures, algorithm="", title="A chapter", extra=""):
+    """A chapter source whose front matter says what it reproduces (``extra``: more lines of the block)."""
     alg = f"  algorithm: {algorithm}\n" if algorithm else ""
     return (f"---\njupytext:\n  notebook_metadata_filter: msnn\nmsnn:\n  paper: {paper}\n  sections: {sections}\n"
-            f"  figures: {figures}\n{alg}---\n(ch-x)=\n# {title}\n")
+            f"  figures: {figures}\n{alg}{extra}---\n(ch-x)=\n# {title}\n")
 
 
 @pytest.fixture
@@ -56,7 +56,9 @@ def book(tmp_path):
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/04-regression\n")
     (tmp_path / "book" / "03-scale.md").write_text(_source("main", "Sec. 2.2", "Fig. 4", title="Choosing kappa"))
     (tmp_path / "book" / "04-regression.md").write_text(
-        _source("main", "Sec. 2.3", "Figs. 1, 5, 6", "Algorithm 1", title="Algorithm 1: regression"))
+        _source("main", "Sec. 2.3", "Figs. 1, 5, 6", "Algorithm 1", title="Algorithm 1: regression",
+                extra='  full: "64 x 64 grid (paper: 512 x 512)"\n'
+                      '  fails:\n    "4.2": {cause: budget, why: "the grid is cut (section Budgets)"}\n'))
     (tmp_path / "book" / "09-si.md").write_text(_source("si", "Sec. 2-3", "Fig. 1", title="SI"))
     c4 = {"chapter": "04-regression", "profile": "full", "device": "cuda (a GPU)", "machine": None,
           "torch": "2.13.0", "claims": [_claim("4.1", "PASS", what="a | b and $x$ with *stars*"),
@@ -84,6 +86,38 @@ def test_scorecard_counts_and_runs(book):
     assert "### 4. Algorithm 1: regression" in text
     assert "| 4.1 | a \\| b and \\$x\\$ with \\*stars\\* | \\~1e-16 | 1.00e-09 | \\<= 1.00e-14 | {bdg-success}`PASS` |" in text
     assert "{bdg-danger}`FAIL`" in text and "{bdg-secondary}`REPORT`" in text
+    # a FAIL carries its cause and reason from the chapter's front matter; the causes are counted
+    assert "| {bdg-danger}`FAIL` | **full profile cut below the paper's (budget, grid or features)**: the grid is cut (section Budgets) |" in text
+    assert "full profile cut below the paper's (budget, grid or features): **1**" in text
+
+
+def test_fail_causes_are_checked_against_the_claims(book):
+    assert scorecard.cause_problems(str(book)) == []
+    c4 = json.loads((book / "book" / "04-regression.claims.json").read_text())
+    c4["claims"][0]["verdict"] = "FAIL"  # a new FAIL without a cause
+    c4["claims"][1]["verdict"] = "PASS"  # and a cause left for a claim that passes now
+    (book / "book" / "04-regression.claims.json").write_text(json.dumps(c4))
+    problems = scorecard.cause_problems(str(book))
+    assert len(problems) == 2
+    assert "claim 4.1 FAILs at full but its front matter gives no cause" in problems[0]
+    assert "a cause is given for claim 4.2, which is PASS, not FAIL" in problems[1]
+    assert "no cause given yet: **1**" in scorecard.render_scorecard(str(book))
+
+
+@pytest.mark.parametrize("fails, match", [
+    ('  fails:\n    "4.2": {cause: lazy, why: "x"}\n', "cause must be one of schedule, budget, better, measured, open"),
+    ('  fails:\n    "4.2": {cause: budget}\n', r"must be \{cause: ..., why: ...\}"),
+    ('  fails:\n    "4.2": {cause: budget, why: ""}\n', "why must be a sentence"),
+    ('  fails: [4.2]\n', "fails must map claim ids"),
+    ('  full: [1, 2]\n', "full must be text"),
+])
+def test_bad_fail_causes_are_named(book, fails, match):
+    from msnn.book.chapters import read_chapter
+
+    path = book / "book" / "03-scale.md"
+    path.write_text(_source("main", "Sec. 2.2", "Fig. 4", extra=fails))
+    with pytest.raises(ValueError, match=match):
+        read_chapter(str(path))
 
 
 def _headline_book(tmp_path, ode_max=1.7e-15, turbulence=6.4e-14):
@@ -112,17 +146,31 @@ def test_status_gives_the_best_error_per_headline_and_whether_it_is_machine_prec
     assert abs(best["Burgers lambda"]["ours"] - 1.1e-9) < 1e-15  # |lambda - 1/2|, not lambda
     text = scorecard.render_status(str(root))
     rows = {line.split("**")[1]: line for line in text.splitlines() if line.startswith("| **")}
-    assert "{bdg-success}`yes`" in rows["ODE PINN"] and "1.7e-15 (7.7 ε)" in rows["ODE PINN"]
-    assert "`full` on cpu" in rows["ODE PINN"] and "{doc}`chapter 7 </book/07-pinn>`" in rows["ODE PINN"]
-    assert "{bdg-secondary}`no`" in rows["turbulence"] and "`quick` on cpu" in rows["turbulence"]
-    assert "{bdg-secondary}`no`" in rows["diffusion PINN"] and "5.0e-05" in rows["diffusion PINN"]
-    assert "| 7.6, {doc}`chapter 7" in rows["diffusion PINN"]
-    assert "**Machine precision reached:** ODE PINN, 1.7e-15" in text
-    assert "**Not reached:**" in text and "turbulence, best 6.4e-14" in text
+    cells = {k: [c.strip() for c in v.split(" | ")] for k, v in rows.items()}  # result, on, papers', precision, paper, runs
+    # each schedule's best in its own column, with its claim, machine precision marked, and how it compares
+    assert cells["ODE PINN"][2] == "2.7e-10 (1e6 ε)<br>7.2, short of the paper"
+    assert cells["ODE PINN"][3] == "1.7e-15 (7.7 ε) {bdg-success}`machine precision`<br>7.2p, matches the paper (machine precision)"
+    assert "{doc}`chapter 7 </book/07-pinn>`, `full` on cpu" in cells["ODE PINN"][5]
+    assert cells["turbulence"][2].startswith("6.4e-14") and "machine precision`" not in cells["turbulence"][2]
+    assert cells["turbulence"][3] == "-" and "`quick` on cpu" in cells["turbulence"][5]
+    assert cells["turbulence"][1].startswith("the training grid")  # where each error is measured
+    assert cells["diffusion PINN"][2] == "5.0e-05 (2e11 ε)<br>7.6, short of the paper"
+    assert cells["Burgers lambda"][2].endswith("<br>8.8-2")  # the paper gives no number: no comparison
+    assert text.count("**Machine precision reached:** ODE PINN 1.7e-15 (msnn's precision schedule; ") == 1
+    assert "**Machine precision not reached:**" in text and "turbulence 6.4e-14 (the papers' schedule; " in text
     assert f"at most {scorecard.MACHINE_PRECISION:.1e}" in text
     # just above the threshold is not machine precision
     root2 = _headline_book(tmp_path / "b", ode_max=scorecard.MACHINE_PRECISION * 1.01)
     assert "**Machine precision reached:**" not in scorecard.render_status(str(root2))
+
+
+def test_how_an_error_compares_with_the_papers():
+    assert scorecard.against_paper(1.7e-11, 1e-11) == "matches the paper"  # within x10 either way
+    assert scorecard.against_paper(9e-11, 1e-11) == "matches the paper"
+    assert scorecard.against_paper(1.1e-10, 1e-11) == "short of the paper"
+    assert scorecard.against_paper(2e-17, 1e-13) == "better than the paper"
+    assert scorecard.against_paper(1.7e-15, 1e-16) == "matches the paper (machine precision)"  # both at round-off
+    assert scorecard.against_paper(1e-9, None) == ""
 
 
 def test_paper_numbers_are_read_from_the_claims_text():
@@ -154,9 +202,9 @@ def test_chapter_map_lists_every_chapter_and_links_those_in_the_book(book):
     rows = [line for line in text.splitlines() if re.match(r"\| \d+ \|", line)]
     assert len(rows) == 3  # one per chapter source; chapter 05 has claims but no source
     assert rows[1] == ("| 4 | {doc}`/book/04-regression` | Sec. 2.3; Figs. 1, 5, 6; Algorithm 1 "
-                       "| 1 pass, 1 fail, 1 reported |")
+                       "| 64 x 64 grid (paper: 512 x 512) | 1 pass, 1 fail, 1 reported |")
     # a chapter that the table of contents does not name is shown by its title, not linked
-    assert rows[0] == "| 3 | Choosing kappa *(not in the table of contents)* | Sec. 2.2; Fig. 4 | - |"
+    assert rows[0] == "| 3 | Choosing kappa *(not in the table of contents)* | Sec. 2.2; Fig. 4 | - | - |"
     assert rows[2].split("|")[3].strip() == "SI paper: Sec. 2-3; Fig. 1"
 
 
@@ -166,7 +214,7 @@ def test_a_new_chapter_is_one_file_and_one_toc_line(book):
         _source("beyond", "exact output layer", "Fig. 5 revisited", title="Something new"))
     (book / "_toc.yml").write_text((book / "_toc.yml").read_text() + "  - file: book/12-new\n")
     rows = [line for line in scorecard.render_chapter_map(str(book)).splitlines() if line.startswith("| 12 |")]
-    assert rows == ["| 12 | {doc}`/book/12-new` | beyond the papers: exact output layer; Fig. 5 revisited | - |"]
+    assert rows == ["| 12 | {doc}`/book/12-new` | beyond the papers: exact output layer; Fig. 5 revisited | - | - |"]
     # executed: its claims are counted, and the scorecard names it by its title
     c12 = {"chapter": "12-new", "device": "cpu", "claims": [_claim("12.1", "PASS")]}
     (book / "book" / "12-new.claims.json").write_text(json.dumps(c12))

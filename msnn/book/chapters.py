@@ -16,7 +16,15 @@ under the key ``msnn``::
       sections: Sec. 2.3, eq. 2.11-2.12
       figures: Figs. 1, 5, 6
       algorithm: Algorithm 1     # optional
+      full: "64 x 64 grid, 2,112 features (paper: 512 x 512, 10,000)"   # what `full` runs
+      fails:                     # why each claim that FAILs at full fails (see CAUSES)
+        "4.3": {cause: schedule, why: "Adam + L-BFGS at the paper's budget stops at 7.6e-10; 4.3p passes"}
     ---
+
+Every claim whose verdict is FAIL in the chapter's executed (``full`` or ``paper``)
+claims file has an entry under ``fails``, and no other claim has one; the tests check
+it. The chapter shows the entries under its claims table (the ``claim-causes``
+directive of :mod:`msnn.book.sphinx`), and the landing page counts FAILs by cause.
 
 The landing page's chapter map (:mod:`msnn.book.scorecard`) lists every chapter
 source, and links it when the table of contents ``_toc.yml`` names it. A new chapter
@@ -29,7 +37,7 @@ import os
 import re
 from dataclasses import dataclass
 
-__all__ = ["PAPERS", "Chapter", "chapter_sources", "front_matter", "read_chapter", "read_chapters",
+__all__ = ["PAPERS", "CAUSES", "Chapter", "chapter_sources", "front_matter", "read_chapter", "read_chapters",
            "toc_documents"]
 
 #: What the ``paper`` key of a chapter's front matter may say, and what it stands for.
@@ -38,7 +46,16 @@ PAPERS = {
     "si": "Ng, Wang & Lai (2024)",
     "beyond": "beyond the papers",
 }
-_FIELDS = ("paper", "sections", "figures", "algorithm")
+#: Why a claim FAILs: the fixed list a chapter's ``fails`` entries choose from, and what each says.
+CAUSES = {
+    "schedule": "papers' schedule or budget (msnn's precision schedule gets there)",
+    "budget": "full profile cut below the paper's (budget, grid or features)",
+    "better": "better than the paper",
+    "measured": "measured disagreement (an experiment shows why)",
+    "open": "not understood yet",
+}
+_FIELDS = ("paper", "sections", "figures", "algorithm", "full", "fails")
+_TEXT_FIELDS = ("sections", "figures", "algorithm", "full")
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,9 @@ class Chapter:
         sections: the paper's sections, equations and appendices.
         figures: the paper's figures.
         algorithm: the paper's algorithm, if the chapter implements one.
+        full: what the ``full`` profile runs, against the paper's settings.
+        fails: ``(claim id, cause, why)`` for every claim that FAILs at ``full``, the cause
+            a key of :data:`CAUSES`.
     """
 
     slug: str
@@ -62,6 +82,8 @@ class Chapter:
     sections: str = ""
     figures: str = ""
     algorithm: str = ""
+    full: str = ""
+    fails: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def number(self) -> str:
@@ -110,8 +132,10 @@ def read_chapter(path: str) -> Chapter:
 
     Raises:
         ValueError: naming the file, for an ``msnn`` block that is not a mapping, has a
-            key other than ``paper``, ``sections``, ``figures`` and ``algorithm``, lacks
-            ``paper``, names a paper not in :data:`PAPERS`, or gives a value that is not text.
+            key other than ``paper``, ``sections``, ``figures``, ``algorithm``, ``full`` and
+            ``fails``, lacks ``paper``, names a paper not in :data:`PAPERS`, gives a value
+            that is not text, or a ``fails`` entry that is not ``{cause: <a key of CAUSES>,
+            why: <text>}``.
     """
     slug = os.path.basename(path)[:-3]
     title = _title(path) or slug
@@ -126,10 +150,24 @@ def read_chapter(path: str) -> Chapter:
         raise ValueError(f"{where} has unknown keys {unknown}; valid: {', '.join(_FIELDS)}")
     if meta.get("paper") not in PAPERS:
         raise ValueError(f"{where}: paper must be one of {', '.join(PAPERS)}, not {meta.get('paper')!r}")
-    for key in _FIELDS[1:]:
+    for key in _TEXT_FIELDS:
         if not isinstance(meta.get(key, ""), str):
             raise ValueError(f"{where}: {key} must be text, not {meta[key]!r}")
-    return Chapter(slug, path, title, **{k: meta[k] for k in _FIELDS if k in meta})
+    fails = meta.get("fails") or {}
+    if not isinstance(fails, dict):
+        raise ValueError(f"{where}: fails must map claim ids to {{cause: ..., why: ...}}, not {fails!r}")
+    entries = []
+    for cid, entry in fails.items():
+        if not isinstance(entry, dict) or set(entry) != {"cause", "why"}:
+            raise ValueError(f"{where}: fails[{cid!r}] must be {{cause: ..., why: ...}}, not {entry!r}")
+        if entry["cause"] not in CAUSES:
+            raise ValueError(f"{where}: fails[{cid!r}]: cause must be one of {', '.join(CAUSES)}, "
+                             f"not {entry['cause']!r}")
+        if not isinstance(entry["why"], str) or not entry["why"].strip():
+            raise ValueError(f"{where}: fails[{cid!r}]: why must be a sentence, not {entry['why']!r}")
+        entries.append((str(cid), entry["cause"], " ".join(entry["why"].split())))
+    fields = {k: meta[k] for k in _TEXT_FIELDS + ("paper",) if k in meta}
+    return Chapter(slug, path, title, fails=tuple(entries), **fields)
 
 
 def read_chapters(root: str) -> list[Chapter]:

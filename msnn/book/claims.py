@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "Claim", "ClaimTable", "at_most", "at_least", "between", "within_factor", "is_true", "report",
+    "Claim", "ClaimTable", "at_most", "at_least", "between", "within_factor", "is_true", "report", "round_off",
+    "ROUND_OFF",
     "fmt", "order_of_magnitude",
 ]
 
@@ -94,7 +95,7 @@ class Rule:
     def describe(self) -> str:
         f = lambda x: fmt(float(x))  # noqa: E731
         return {
-            "at_most": lambda: f"<= {f(self.a)}",
+            "at_most": lambda: f"<= {f(self.a)}" + (" (10 eps: round-off)" if self.a == ROUND_OFF else ""),
             "at_least": lambda: f">= {f(self.a)}",
             "between": lambda: f"in [{f(self.a)}, {f(self.b)}]",
             "within_factor": lambda: f"within x{fmt(self.b)} of {f(self.a)}",
@@ -106,6 +107,16 @@ class Rule:
 def at_most(x: float) -> Rule:
     """Pass if measured <= x."""
     return Rule("at_most", float(x))
+
+
+#: What a paper's "~1e-16" or "round-off" is judged by: ten times float64's machine epsilon,
+#: the landing page's machine precision.
+ROUND_OFF = 10 * float(np.finfo(np.float64).eps)
+
+
+def round_off() -> Rule:
+    """Pass if measured <= 10 float64 epsilons (2.2e-15): the paper's "~1e-16" or "round-off"."""
+    return Rule("at_most", ROUND_OFF)
 
 
 def at_least(x: float) -> Rule:

@@ -58,7 +58,7 @@ import shutil
 import subprocess
 import sys
 
-from .chapters import chapter_sources
+from .chapters import chapter_sources, read_chapters
 from .context import PROFILES
 from .execute import (BookError, Interrupted, book_root, cell_shape, code_cells, duration, how_to_go_on, one_line,
                       os_reason, read_source, run_jobs, run_one, scorecard_best_effort, select, tidy_executed,
@@ -236,6 +236,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         if bad is not None:
             raise BookError(f"book/{slug}.claims.json: a claim is not an object ({bad!r}): run the chapter again "
                             "(python -m msnn.book run NN) or delete the file")
+    try:
+        fulls = {ch.slug: ch.full for ch in read_chapters(root)}
+    except ValueError as exc:
+        raise BookError(str(exc)) from None
     print(f"{'chapter':<26} {'profile':<8} {'device':<7} {'finished':<20} {'wall':>12} "
           f"{'PASS':>5} {'FAIL':>5} {'REPORT':>6}")
     for slug in chapter_sources(root):
@@ -251,6 +255,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{slug:<26} {str(run.get('profile', c.get('profile', '?'))):<8} {str(c.get('device', '?')):<7} "
               f"{str(run.get('finished', '-')):<20} {duration(run.get('wall_seconds')):>12} "
               f"{n['PASS']:>5} {n['FAIL']:>5} {n['REPORT']:>6}")
+        full = fulls.get(slug)
+        if full:  # what the profile `full` runs, against the paper's settings (the chapter's front matter)
+            print(f"{'':<4}full: {full}")
     return 0
 
 

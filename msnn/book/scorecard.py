@@ -39,9 +39,9 @@ import re
 import sys
 from dataclasses import dataclass
 
-from .chapters import read_chapter, read_chapters, toc_documents
+from .chapters import CAUSES, read_chapter, read_chapters, toc_documents
 
-__all__ = ["HEADLINES", "Headline", "MACHINE_PRECISION", "load_claims", "headline_points", "best_headlines",
+__all__ = ["HEADLINES", "Headline", "MACHINE_PRECISION", "load_claims", "fail_causes", "cause_problems", "headline_points", "best_headlines",
            "render_chapter_map", "render_scorecard", "render_status", "draw_headlines", "write", "stale"]
 
 GENERATED = os.path.join("book", "_generated")
@@ -69,6 +69,12 @@ class Headline:
             ``exact`` is set (e.g. chapter 11's |lambda - 1/2|).
         paper: the paper's value as text, where the claims' ``paper`` column does not
             give the error (otherwise that column is shown).
+        measured_on: where the error is measured (between training points, on the training
+            grid, a parameter), as the status table says it.
+        precision: claims among ``claims`` trained with msnn's precision schedule (the
+            others used the papers' schedule, Adam then L-BFGS).
+        off_grid: claims that measure the same kind of model between the training points,
+            where ``measured_on`` is the training grid.
     """
 
     name: str
@@ -77,20 +83,28 @@ class Headline:
     exact: float | None = None
     paper: str | None = None
     errors: tuple[tuple[str, str], ...] = ()
+    measured_on: str = ""
+    precision: tuple[tuple[str, str], ...] = ()
+    off_grid: tuple[tuple[str, str], ...] = ()
 
 
 #: The papers' headline results: regression, PINNs, the Burgers exponent, turbulence.
 HEADLINES: tuple[Headline, ...] = (
     Headline("regression", "Algorithm 1 on eq. (2.2): rms error",
-             (("04", "4.3"), ("04", "4.3p"), ("11", "B.4"))),
+             (("04", "4.3"), ("04", "4.3p"), ("11", "B.4")),
+             measured_on="8,000 points, not the training set", precision=(("04", "4.3p"), ("11", "B.4"))),
     Headline("ODE PINN", "Algorithm 4 on eq. (3.3): max error",
-             (("07", "7.2"), ("07", "7.2p"), ("11", "B.6"))),
+             (("07", "7.2"), ("07", "7.2p"), ("11", "B.6")),
+             measured_on="a 2,501-point grid, not the collocation points", precision=(("07", "7.2p"), ("11", "B.6"))),
     Headline("diffusion PINN", "Algorithm 4 on the 2D diffusion equation: rms error",
-             (("07", "7.6"), ("07", "7.6p"))),
+             (("07", "7.6"), ("07", "7.6p")),
+             measured_on="a 128 x 128 grid, not the collocation points", precision=(("07", "7.6p"),)),
     Headline("Burgers lambda", "Sec. 4: error of the inferred exponent, |lambda - 1/2|",
              (("08", "8.8-1"), ("08", "8.8-2"), ("08", "8.8-3a"), ("08", "8.8-3b"), ("11", "B.9")), exact=0.5,
-             paper="near machine precision after stage 3(b) (Fig. 14)", errors=(("11", "B.9"),)),
-    Headline("turbulence", "SI paper Sec. 4, 2D turbulence: rms residue / RMS(psi)", (("10", "10.1"),)),
+             paper="near machine precision after stage 3(b) (Fig. 14)", errors=(("11", "B.9"),),
+             measured_on="an inferred parameter", precision=(("11", "B.9"),)),
+    Headline("turbulence", "SI paper Sec. 4, 2D turbulence: rms residue / RMS(psi)", (("10", "10.1"),),
+             measured_on="the training grid (a residue)", off_grid=(("11", "B.12"),)),
 )
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|$#~{}])")
@@ -136,6 +150,33 @@ def load_claims(root: str) -> dict[str, dict]:
     return out
 
 
+def fail_causes(root: str) -> dict[str, dict[str, tuple[str, str]]]:
+    """Chapter slug -> {claim id: (cause, why)}, from the ``fails`` of each chapter's front matter."""
+    out = {}
+    for ch in read_chapters(root):
+        out[ch.slug] = {cid: (cause, why) for cid, cause, why in ch.fails}
+    return out
+
+
+def cause_problems(root: str) -> list[str]:
+    """What is wrong between the chapters' ``fails`` and their claims files: a claim that FAILs at
+    ``full`` or ``paper`` with no cause, or a cause for a claim that does not FAIL (stale)."""
+    causes = fail_causes(root)
+    problems = []
+    for slug, data in load_claims(root).items():
+        mine = causes.get(slug, {})
+        profile = data.get("run", {}).get("profile", data.get("profile"))
+        verdicts = {c.get("id"): c.get("verdict") for c in data["claims"]}
+        if profile in ("full", "paper"):
+            problems += [f"book/{slug}.md: claim {cid} FAILs at {profile} but its front matter gives no cause "
+                         f"(msnn: fails: {cid!r}: {{cause: ..., why: ...}})"
+                         for cid, v in verdicts.items() if v == "FAIL" and cid not in mine]
+        problems += [f"book/{slug}.md: a cause is given for claim {cid}, which "
+                     + ("no claims table of the chapter has" if cid not in verdicts else f"is {verdicts[cid]}, not FAIL")
+                     for cid in mine if verdicts.get(cid) != "FAIL"]
+    return problems
+
+
 def _counts(data: dict) -> dict:
     n = {"PASS": 0, "FAIL": 0, "REPORT": 0}
     for c in data["claims"]:
@@ -167,8 +208,8 @@ def render_chapter_map(root: str) -> str:
         "<!-- Generated by msnn.book.scorecard from _toc.yml, the chapters' front matter and book/*.claims.json:"
         " do not edit. -->",
         "",
-        "| # | chapter | reproduces | claims |",
-        "| --- | --- | --- | --- |",
+        "| # | chapter | reproduces | what `full` runs | claims |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for ch in read_chapters(root):
         doc = f"book/{ch.slug}"
@@ -183,7 +224,7 @@ def render_chapter_map(root: str) -> str:
             score = f"{n['PASS']} pass, {n['FAIL']} fail, {n['REPORT']} reported"
         else:
             score = "-"
-        lines.append(f"| {int(ch.number)} | {title} | {what or '-'} | {score} |")
+        lines.append(f"| {int(ch.number)} | {title} | {what or '-'} | {_md(ch.full) or '-'} | {score} |")
     return "\n".join(lines) + "\n"
 
 
@@ -207,12 +248,31 @@ def render_scorecard(root: str) -> str:
                     f"| {_md(data.get('device', '-'))} | {n['PASS']} | {n['FAIL']} | {n['REPORT']} "
                     f"| {sum(n.values())} |")
     n_claims = sum(total.values())
+    causes = fail_causes(root)
+    by_cause = {k: 0 for k in CAUSES}
+    uncaused = 0
+    for slug, data in claims.items():
+        for c in data["claims"]:
+            if c.get("verdict") == "FAIL":
+                cause = causes.get(slug, {}).get(c.get("id"))
+                if cause is None:
+                    uncaused += 1
+                else:
+                    by_cause[cause[0]] += 1
+    why = [f"{CAUSES[k]}: **{v}**" for k, v in by_cause.items() if v]
+    if uncaused:
+        why.append(f"no cause given yet: **{uncaused}**")
     out += [
         f"{n_claims} claims in {len(claims)} executed chapter{'s' if len(claims) != 1 else ''}: "
         f"**{total['PASS']} pass**, **{total['FAIL']} fail**, {total['REPORT']} reported without a test. "
         "Each verdict was computed from the claim's tolerance when the chapter ran; the chapter "
         "discusses the claims it does not reach.",
         "",
+    ]
+    if total["FAIL"]:
+        out += ["Why the claims that fail do, by cause (each chapter gives the reason under its claims "
+                "table, and below): " + "; ".join(why) + ".", ""]
+    out += [
         "| chapter | profile | device | pass | fail | reported | claims |",
         "| --- | --- | --- | --- | --- | --- | --- |",
         *rows,
@@ -244,16 +304,23 @@ def render_scorecard(root: str) -> str:
             f"{_chapter_link(slug, docs, 'The chapter')}, profile `{_md(run.get('profile', data.get('profile', '-')))}` "
             f"on {_md(data.get('device', '-'))}: {n['PASS']} pass, {n['FAIL']} fail, {n['REPORT']} reported.",
             "",
-            "| claim | what | paper | ours | tolerance | verdict |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| claim | what | paper | ours | tolerance | verdict | why it fails |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for c in data["claims"]:
             what = _md(c.get("what", ""))
             if c.get("note"):
                 what += f" *({_md(c['note'])})*"
+            cause = causes.get(slug, {}).get(c.get("id"))
+            if c.get("verdict") != "FAIL":
+                reason = ""
+            elif cause is None:
+                reason = "no cause given yet"
+            else:
+                reason = f"**{_md(CAUSES[cause[0]])}**: {_md(cause[1])}"
             out.append(f"| {_md(c.get('id', ''))} | {what} | {_md(c.get('paper', ''))} "
                        f"| {_md(c.get('measured_text', c.get('measured', '')))} | {_md(c.get('tolerance', ''))} "
-                       f"| {_badge(c.get('verdict', 'REPORT'))} |")
+                       f"| {_badge(c.get('verdict', 'REPORT'))} | {reason} |")
     return "\n".join(out) + "\n"
 
 
@@ -297,13 +364,15 @@ def headline_points(claims: dict[str, dict]) -> list[dict]:
                 "headline": h.name, "chapter": slug, "claim": cid, "what": claim.get("what", ""),
                 "ours": ours, "paper": None if h.paper else paper_number(claim.get("paper", "")),
                 "paper_text": h.paper or claim.get("paper", ""),
-                "profile": run.get("profile", data.get("profile", "-")), "device": data.get("device", "-")})
+                "profile": run.get("profile", data.get("profile", "-")), "device": data.get("device", "-"),
+                "schedule": "precision" if (number, cid) in h.precision else "papers"})
     return points
 
 
 def best_headlines(claims: dict[str, dict]) -> list[dict]:
-    """Per headline (in the order of :data:`HEADLINES`), its point of smallest error; headlines no
-    executed chapter measures are left out."""
+    """Per headline (in the order of :data:`HEADLINES`), its point of smallest error, with the best
+    point of each schedule (``by_schedule``: ``"papers"`` and ``"precision"``, where measured);
+    headlines no executed chapter measures are left out."""
     points = headline_points(claims)
     best = []
     for h in HEADLINES:
@@ -311,9 +380,26 @@ def best_headlines(claims: dict[str, dict]) -> list[dict]:
         if mine:
             b = dict(min(mine, key=lambda p: p["ours"]))
             b["headline_what"] = h.what
+            b["measured_on"] = h.measured_on
             b["of"] = [p["claim"] for p in mine]
+            b["by_schedule"] = {}
+            for sched in ("papers", "precision"):
+                ps = [p for p in mine if p["schedule"] == sched]
+                if ps:
+                    b["by_schedule"][sched] = min(ps, key=lambda p: p["ours"])
+            b["off_grid"] = _off_grid(claims, h)
             best.append(b)
     return best
+
+
+def _off_grid(claims: dict[str, dict], h: Headline) -> list[dict]:
+    out = []
+    for number, cid in h.off_grid:
+        slug = _slug(claims, number)
+        claim = None if slug is None else next((c for c in claims[slug]["claims"] if c.get("id") == cid), None)
+        if claim is not None and isinstance(claim.get("measured"), (int, float)):
+            out.append({"claim": cid, "chapter": slug, "ours": abs(float(claim["measured"])), "what": claim["what"]})
+    return out
 
 
 def _eps(err: float) -> str:
@@ -323,14 +409,25 @@ def _eps(err: float) -> str:
     return f"{k:.0f} ε" if k < 1000 else f"{k:.0e} ε".replace("e+0", "e").replace("e+", "e")
 
 
-def _schedule(b: dict) -> str:
-    """Which training reached it, where the claim says: msnn's precision schedule is beyond the papers."""
-    return " (msnn's precision schedule)" if "precision schedule" in b.get("what", "") else ""
+def against_paper(ours: float, paper: float | None) -> str:
+    """How an error compares with the paper's: within a factor of 10 either way "matches the paper",
+    else "better than the paper" or "short of the paper"; "" where the paper gives no number."""
+    if paper is None:
+        return ""
+    if ours <= MACHINE_PRECISION and paper <= MACHINE_PRECISION:
+        return "matches the paper (machine precision)"
+    if ours < paper / 10:
+        return "better than the paper"
+    return "matches the paper" if ours <= paper * 10 else "short of the paper"
+
+
+_SCHEDULES = {"papers": "the papers' schedule", "precision": "msnn's precision schedule"}
 
 
 def render_status(root: str) -> str:
-    """The landing page's opening: the best error per headline result, the paper's, where it was
-    reached, and whether it is machine precision."""
+    """The landing page's opening: per headline result, the best error with the papers' schedule
+    and with msnn's precision schedule, where it is measured, the paper's value, how ours compares,
+    whether it is machine precision, and the claims and runs."""
     docs = toc_documents(root)
     best = best_headlines(load_claims(root))
     out = ["<!-- Generated by msnn.book.scorecard from book/*.claims.json: do not edit. -->", ""]
@@ -338,32 +435,54 @@ def render_status(root: str) -> str:
         out.append("No chapter that measures a headline result has been executed yet.")
         return "\n".join(out) + "\n"
 
-    def where(b):
-        return f"{_chapter_link(b['chapter'], docs)}, `{_md(b['profile'])}` on {_md(b['device'])}"
+    def where(p):
+        return f"{_chapter_link(p['chapter'], docs)}, `{_md(p['profile'])}` on {_md(p['device'])}"
+
+    def said(b):
+        rel = against_paper(b["ours"], b["paper"])
+        extra = [_md(b["measured_on"])] if b["measured_on"] else []
+        if rel:
+            extra.append(f"{rel}, {_md(b['paper_text'])}")
+        else:
+            extra.append(f"the paper: {_md(b['paper_text'])}")
+        return f"{_md(b['headline'])} {b['ours']:.1e} ({_SCHEDULES[b['schedule']]}; {'; '.join(extra)}; {where(b)})"
 
     reached = [b for b in best if b["ours"] <= MACHINE_PRECISION]
     missed = [b for b in best if b["ours"] > MACHINE_PRECISION]
     lines = []
     if reached:
-        lines.append("**Machine precision reached:** " + "; ".join(
-            f"{_md(b['headline'])}, {b['ours']:.1e} ({where(b)})" for b in reached) + ".")
+        lines.append("**Machine precision reached:** " + "; ".join(said(b) for b in reached) + ".")
     if missed:
-        lines.append("**Not reached:** " + "; ".join(
-            f"{_md(b['headline'])}, best {b['ours']:.1e} ({where(b)})" for b in missed) + ".")
+        lines.append("**Machine precision not reached:** " + "; ".join(said(b) for b in missed) + ".")
+
+    def cell(p):
+        if p is None:
+            return "-"
+        mp = " {bdg-success}`machine precision`" if p["ours"] <= MACHINE_PRECISION else ""
+        rel = against_paper(p["ours"], p["paper"])
+        return f"{p['ours']:.1e} ({_eps(p['ours'])}){mp}<br>{_md(p['claim'])}" + (f", {rel}" if rel else "")
+
     out += [
         *[line + "\n" for line in lines],
         f"Machine precision here means an error of at most {MACHINE_PRECISION:.1e}, ten times float64's "
         f"machine epsilon ε = {EPS64:.2e}; the solutions are of order one, so these errors are relative "
-        "ones too. Each row gives the best error over the claims of the book that measure the result "
-        "(the claim named), and the profile and device of the run that reached it.",
+        "ones too. Each cell gives the best error over the claims of the book that measure the result with "
+        "that schedule (the claim named), the papers' schedule being the papers' own way of training (Adam, then "
+        "L-BFGS) and msnn's precision schedule this book's (Adam, then Gauss-Newton with the output layer solved "
+        "exactly; chapter 11). \"Matches the paper\" means within a factor of 10 of the paper's value.",
         "",
-        "| result | best error | paper | machine precision | claim and run |",
-        "| --- | --- | --- | --- | --- |",
+        "| result | measured on | papers' schedule | msnn's precision schedule | paper | runs |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for b in best:
-        ok = "{bdg-success}`yes`" if b["ours"] <= MACHINE_PRECISION else "{bdg-secondary}`no`"
-        out.append(f"| **{_md(b['headline'])}**: {_md(b['headline_what'])} | {b['ours']:.1e} ({_eps(b['ours'])}) "
-                   f"| {_md(b['paper_text'])} | {ok} | {_md(b['claim'])}{_schedule(b)}, {where(b)} |")
+        sched = b["by_schedule"]
+        runs = "; ".join(sorted({where(p) for p in sched.values()}))
+        on = _md(b["measured_on"] or "-")
+        for o in b["off_grid"]:
+            on += (f"; an SI model between the grid points ({_chapter_link(o['chapter'], docs)}, on chapter 9's "
+                   f"target): {o['ours']:.1e} ({_md(o['claim'])})")
+        out.append(f"| **{_md(b['headline'])}**: {_md(b['headline_what'])} | {on} | {cell(sched.get('papers'))} "
+                   f"| {cell(sched.get('precision'))} | {_md(b['paper_text'])} | {runs} |")
     return "\n".join(out) + "\n"
 
 

@@ -96,6 +96,113 @@ def _missing_reference(app, env, node, contnode):
 _ABBREVIATIONS = ("eq.", "Eq.", "eqs.", "Fig.", "Figs.", "Sec.", "App.", "cf.", "vs.")
 
 
+def _claims_files(srcdir: str) -> dict[str, str]:
+    import glob
+    import os
+
+    return {os.path.basename(p)[: -len(".claims.json")]: p
+            for p in sorted(glob.glob(os.path.join(srcdir, "book", "[0-9][0-9]-*.claims.json")))}
+
+
+def _load(path: str) -> dict:
+    import json
+
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def find_claim(srcdir: str, docname: str, cid: str) -> tuple[str, str, dict]:
+    """(chapter slug, claims file, claim) for ``cid``, looked up in the document's own claims file
+    first, then in every other; LookupError naming what is wrong otherwise."""
+    import posixpath
+
+    files = _claims_files(srcdir)
+    own = posixpath.basename(docname)
+    order = ([own] if own in files else []) + [s for s in files if s != own]
+    for slug in order:
+        hit = next((c for c in _load(files[slug]).get("claims", []) if c.get("id") == cid), None)
+        if hit is not None:
+            return slug, files[slug], hit
+    raise LookupError(f"{{claim}}`{cid}`: no claims file has claim {cid!r} (run its chapter, or fix the id)")
+
+
+def claim_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    """``{claim}`4.3``` -> the measured value of claim 4.3, as its claims file writes it."""
+    from docutils import nodes
+
+    env = inliner.document.settings.env
+    try:
+        slug, path, claim = find_claim(env.srcdir, env.docname, text.strip())
+    except LookupError as exc:
+        msg = inliner.reporter.warning(str(exc), line=lineno)
+        return [inliner.problematic(rawtext, rawtext, msg)], [msg]
+    env.note_dependency(path)
+    value = str(claim.get("measured_text", claim.get("measured")))
+    return [nodes.inline(rawtext, value, classes=["msnn-claim"])], []
+
+
+def _table(headers: list[str], rows: list[list[str]], widths: list[int]):
+    from docutils import nodes
+
+    table = nodes.table(classes=["msnn-causes"])
+    group = nodes.tgroup(cols=len(headers))
+    table += group
+    for w in widths:
+        group += nodes.colspec(colwidth=w)
+    for part, lines in ((nodes.thead(), [headers]), (nodes.tbody(), rows)):
+        for line in lines:
+            row = nodes.row()
+            for text in line:
+                entry = nodes.entry()
+                entry += nodes.paragraph(text=text)
+                row += entry
+            part += row
+        group += part
+    return table
+
+
+def _causes_directive():
+    from docutils import nodes
+    from docutils.parsers.rst import Directive
+
+    class ClaimCauses(Directive):
+        """The chapter's FAIL claims, each with its cause and reason (front matter ``fails``)."""
+
+        has_content = False
+
+        def run(self):
+            import os
+            import posixpath
+
+            from .chapters import CAUSES, read_chapter
+
+            env = self.state.document.settings.env
+            slug = posixpath.basename(env.docname)
+            path = _claims_files(env.srcdir).get(slug)
+            source = os.path.join(env.srcdir, "book", f"{slug}.md")
+            if path is None or not os.path.exists(source):
+                return [self.state.document.reporter.warning(
+                    f"claim-causes: {env.docname} has no claims file or no source book/{slug}.md", line=self.lineno)]
+            env.note_dependency(path)
+            env.note_dependency(source)
+            causes = {cid: (cause, why) for cid, cause, why in read_chapter(source).fails}
+            fails = [c for c in _load(path).get("claims", []) if c.get("verdict") == "FAIL"]
+            intro = nodes.paragraph()
+            if not fails:
+                intro += nodes.Text("No claim of this run fails.")
+                return [intro]
+            intro += nodes.strong(text="Why the claims that fail do. ")
+            intro += nodes.Text("Each cause is one of a fixed list, counted over the whole book on the landing page.")
+            rows = []
+            for c in fails:
+                cause, why = causes.get(c.get("id"), (None, "no cause given yet"))
+                rows.append([str(c.get("id")), str(c.get("measured_text", c.get("measured"))),
+                             CAUSES.get(cause, "-"), why])
+            return [intro, _table(["claim", "measured", "cause", "why"], rows, [6, 10, 24, 60])]
+
+    return ClaimCauses
+
+
 def setup(app: Any) -> dict:
     from sphinx.ext import autosummary
 
@@ -104,4 +211,6 @@ def setup(app: Any) -> dict:
     app.connect("autodoc-process-docstring", _process, priority=400)  # before napoleon (500)
     app.connect("autodoc-process-docstring", _untype_prose, priority=600)  # after napoleon
     app.connect("missing-reference", _missing_reference)
+    app.add_role("claim", claim_role)
+    app.add_directive("claim-causes", _causes_directive())
     return {"parallel_read_safe": True, "parallel_write_safe": True}
