@@ -45,6 +45,7 @@ PAPERS = {
     "main": "Wang & Lai (2024)",
     "si": "Ng, Wang & Lai (2024)",
     "beyond": "beyond the papers",
+    "adaptive": "Gulian et al., adaptive basis (slides)",
 }
 #: Why a claim FAILs: the fixed list a chapter's ``fails`` entries choose from, and what each says.
 CAUSES = {

@@ -219,6 +219,8 @@ def render_chapter_map(root: str) -> str:
             what = f"SI paper: {what}"
         elif ch.paper == "beyond":
             what = f"beyond the papers: {what}"
+        elif ch.paper == "adaptive":
+            what = f"adaptive-basis slides: {what}"
         if ch.slug in claims:
             n = _counts(claims[ch.slug])
             score = f"{n['PASS']} pass, {n['FAIL']} fail, {n['REPORT']} reported"
