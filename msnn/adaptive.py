@@ -17,7 +17,11 @@ so its last layer is a linear least-squares problem, eq. (12). This module holds
   package's registered "lsgd" phase (:mod:`msnn.phases`);
 * :class:`POUnet` and :func:`fit_pou`: partition-of-unity networks, eq. (16), with an
   RBF partition, eq. (19), or a network followed by softmax, eq. (17), trained by the
-  two-phase LSGD of Algorithm 2.
+  two-phase LSGD of Algorithm 2;
+* :func:`gd` (the slides' plain gradient descent, the baseline of LSGD),
+  :func:`basis_rank` and :func:`partition_diameter` (the measurements of chapter 12);
+* :class:`MultistagePOU`: Algorithm 1 of Wang & Lai (2024) with a POUnet as every
+  stage (chapter 12, "One step beyond").
 
 Everything is float64 on the CPU; every random draw comes from a local
 ``torch.Generator`` seeded by a ``seed`` argument, so no global torch state changes.
@@ -26,6 +30,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -35,7 +41,8 @@ from ._common import count, finite_float, flag, one_of, positive_float
 from .phases.lstsq import least_squares
 from .phases.runner import LossTrainee, train_stage
 
-__all__ = ["box_init_", "ReLUNet", "POUnet", "lsgd", "fit_pou"]
+__all__ = ["box_init_", "ReLUNet", "POUnet", "lsgd", "fit_pou", "gd", "basis_rank", "partition_diameter",
+           "MultistagePOU", "POUStage"]
 
 _DTYPE = torch.float64
 #: data may lie this far outside the domain, relative to its width (round-off in the inputs)
@@ -441,3 +448,212 @@ def fit_pou(model: POUnet, x, y, *, steps: Sequence[int] = (500, 500), lr: float
     n1, n2 = count(n1, "steps[0]", 0), count(n2, "steps[1]", 0)
     mu = finite_float(mu, "mu", minimum=0.0)
     return {"phase1": lsgd(model, x, y, n1, lr, mu=mu), "phase2": lsgd(model, x, y, n2, lr)}
+
+
+# ------------------------------------------------------ GD, measurements
+def gd(model: nn.Module, x, y, steps: int, lr: float) -> list[float]:
+    """Gradient descent on every parameter at once: the baseline the slides set LSGD against.
+
+    Adam (the same optimizer :func:`lsgd` uses for its hidden step, so that the two differ
+    only by the least-squares solve) on ``mean((NN(x) - y)^2)`` over all of
+    ``model.parameters()``, hidden and output layer together, for ``steps`` steps.
+
+    Args:
+        model: a :class:`ReLUNet` or :class:`POUnet` (trained in place).
+        x: inputs, (N,) or (N, d).
+        y: targets, (N,).
+        steps: Adam steps.
+        lr: Adam's learning rate.
+
+    Returns:
+        The loss before the first step and after every step (``steps + 1`` values).
+
+    Raises:
+        ValueError: bad ``steps`` or ``lr``; ``x`` and ``y`` of different lengths or non-finite.
+    """
+    steps, lr = count(steps, "steps", 0), positive_float(lr, "lr")
+    x = _points(x, model.d_in)
+    y = torch.as_tensor(y, dtype=_DTYPE).reshape(-1)
+    if y.shape[0] != x.shape[0] or not torch.all(torch.isfinite(y)):
+        raise ValueError(f"y must hold {x.shape[0]} finite values (one per point of x), got shape {tuple(y.shape)}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps + 1):
+        opt.zero_grad()
+        loss = torch.mean((model(x) - y) ** 2)
+        history.append(float(loss.detach()))
+        if len(history) <= steps:
+            loss.backward()
+            opt.step()
+    return history
+
+
+def basis_rank(model: nn.Module, x, rtol: float = 1e-10) -> int:
+    """Numerical rank of the basis ``Phi(x)`` (a :class:`ReLUNet`'s last hidden layer, without the
+    constant column): the number of singular values above ``rtol`` times the largest (0 if all vanish).
+
+    Linearly dependent basis functions (the slides' "collapse") lower it below the width.
+    """
+    rtol = positive_float(rtol, "rtol")
+    with torch.no_grad():
+        s = torch.linalg.svdvals(model.features(x))
+    return int((s > rtol * s[0]).sum()) if s[0] > 0 else 0
+
+
+def partition_diameter(model: "POUnet", x, threshold: float = 0.1) -> float:
+    """The largest partition's diameter on the data: ``max_a diam{x_i : phi_a(x_i) >= threshold}``.
+
+    Eq. (20) bounds the error by ``diam(supp phi_a)^(m+1)``. A softmax partition is
+    nowhere exactly zero, so its support is measured where it is at least
+    ``threshold`` (Euclidean diameter of those data points; 0 for a partition with
+    fewer than two of them).
+
+    Raises:
+        ValueError: ``model`` not a POUnet, ``threshold`` not in (0, 1].
+    """
+    if not isinstance(model, POUnet):
+        raise ValueError(f"model must be a POUnet, got {type(model).__name__}")
+    threshold = finite_float(threshold, "threshold", above=0.0, maximum=1.0)
+    x = _points(x, model.d_in, model.lo, model.hi)
+    with torch.no_grad():
+        phi = model.partitions(x)
+    best = 0.0
+    for a in range(model.n_part):
+        pts = x[phi[:, a] >= threshold]
+        if pts.shape[0] > 1:
+            best = max(best, float(torch.cdist(pts, pts).max()))
+    return best
+
+
+# ---------------------------------------------------- multi-stage POUnets
+@dataclass
+class POUStage:
+    """One stage of a :class:`MultistagePOU`.
+
+    Attributes:
+        index: stage number (0 = the first).
+        eps: RMS of the residue this stage fits, in the units of y (eps_0 = RMS(y)).
+        model: the fitted :class:`POUnet` u_k (it fits residue / eps).
+        rms_after: RMS of y minus the stages so far, on the training points.
+        seconds: wall time of the stage's two-phase LSGD.
+        history: :func:`fit_pou`'s losses, ``{"phase1": [...], "phase2": [...]}``.
+    """
+
+    index: int
+    eps: float
+    model: "POUnet"
+    rms_after: float
+    seconds: float
+    history: dict = field(default_factory=dict, repr=False)
+
+
+class MultistagePOU:
+    """Multi-stage regression with POUnet stages (Algorithm 1 of Wang & Lai 2024, eq. 2.3-2.5).
+
+    Stage k fits the normalized residue of the stages before it with a :class:`POUnet`
+    trained by two-phase LSGD (:func:`fit_pou`):
+
+        e_k = y - sum_{j<k} eps_j u_j,    eps_k = RMS(e_k),    u_k ~ e_k / eps_k,
+
+    and the model is ``sum_k eps_k u_k``. Where a stage of :class:`msnn.MultistageRegressor`
+    is a tanh or sine network, here it is a partition of unity times polynomials
+    (eq. 16 of the adaptive-basis slides), whose partitions LSGD moves to where the
+    residue needs them. Chapter 12 of the book compares the two.
+
+    Example::
+
+        fit = MultistagePOU(n_stages=3, n_part=16, degree=2, seed=0).fit(x, y)
+        fit.predict(x_new); fit.stages_[k].eps
+
+    Args:
+        n_stages: number of stages (>= 1).
+        n_part: partitions per stage, one for all or one per stage.
+        degree: polynomial degree per stage, one for all or one per stage.
+        partition: "rbf" or "net" (see :class:`POUnet`).
+        steps: ``(phase1, phase2)`` LSGD steps of every stage.
+        lr: Adam's learning rate on the partitions.
+        mu: phase 1's regularizer (see :func:`fit_pou`).
+        domain: ``(lo, hi)`` of the POUnets; default the data's bounding box.
+        target_rms: stop before a stage whose residue's RMS, relative to RMS(y), is at
+            or below this (None: train every stage).
+        seed: stage k's POUnet uses seed + k.
+
+    Raises:
+        ValueError: a bad setting (at construction), or data that are empty, non-finite,
+            of mismatched lengths, constant zero, or outside ``domain`` (in ``fit``).
+    """
+
+    def __init__(self, *, n_stages: int = 3, n_part: int | Sequence[int] = 8, degree: int | Sequence[int] = 2,
+                 partition: str = "rbf", steps: Sequence[int] = (500, 500), lr: float = 1e-2, mu: float = 1e-1,
+                 domain=None, target_rms: float | None = None, seed: int = 0) -> None:
+        self.n_stages = count(n_stages, "n_stages", 1)
+        self.n_part = [count(v, "n_part", 1) for v in self._per_stage(n_part, "n_part")]
+        self.degree = [count(v, "degree", 0) for v in self._per_stage(degree, "degree")]
+        self.partition = one_of(partition, "partition", ("rbf", "net"))
+        try:
+            n1, n2 = steps
+        except (TypeError, ValueError):
+            raise ValueError(f"steps must be a pair (phase1, phase2), got {steps!r}") from None
+        self.steps = (count(n1, "steps[0]", 0), count(n2, "steps[1]", 0))
+        self.lr, self.mu = positive_float(lr, "lr"), finite_float(mu, "mu", minimum=0.0)
+        self.domain = domain
+        self.target_rms = finite_float(target_rms, "target_rms", minimum=0.0, none=True)
+        self.seed = count(seed, "seed", 0)
+
+    def _per_stage(self, value, name: str) -> list:
+        if isinstance(value, (list, tuple)):
+            if len(value) != self.n_stages:
+                raise ValueError(f"{name} must be one value or {self.n_stages} (one per stage), got {value!r}")
+            return list(value)
+        return [value] * self.n_stages
+
+    def fit(self, x, y) -> "MultistagePOU":
+        """Fit the stages one after another to ``y`` at ``x`` ((N,) or (N, d)); returns self."""
+        x = torch.as_tensor(x, dtype=_DTYPE)
+        d = 1 if x.dim() == 1 else x.shape[-1]
+        x = _points(x, d)
+        if x.shape[0] == 0:
+            raise ValueError("x holds no points")
+        y = torch.as_tensor(y, dtype=_DTYPE).reshape(-1)
+        if y.shape[0] != x.shape[0] or not torch.all(torch.isfinite(y)):
+            raise ValueError(f"y must hold {x.shape[0]} finite values (one per point of x), got shape {tuple(y.shape)}")
+        scale = float(y.pow(2).mean().sqrt())
+        if scale == 0:
+            raise ValueError("y is zero everywhere: there is nothing to fit")
+        domain = self.domain if self.domain is not None else (x.min(0).values, x.max(0).values)
+        self.d_in_ = d
+        self.stages_: list[POUStage] = []
+        residue = y.clone()
+        for k in range(self.n_stages):
+            eps = float(residue.pow(2).mean().sqrt())
+            if eps == 0 or (self.target_rms is not None and eps <= self.target_rms * scale):
+                break
+            t0 = time.perf_counter()
+            net = POUnet(d, self.n_part[k], self.degree[k], partition=self.partition, domain=domain,
+                         seed=self.seed + k)
+            hist = fit_pou(net, x, residue / eps, steps=self.steps, lr=self.lr, mu=self.mu)
+            with torch.no_grad():
+                residue = residue - eps * net(x)
+            self.stages_.append(POUStage(k, eps, net, float(residue.pow(2).mean().sqrt()),
+                                         time.perf_counter() - t0, hist))
+        return self
+
+    def predict_stages(self, x) -> torch.Tensor:
+        """Every stage's contribution eps_k u_k(x), shape (n_stages_fitted, N)."""
+        if not hasattr(self, "stages_"):
+            raise ValueError("MultistagePOU is not fitted: call fit(x, y) first")
+        x = _points(x, self.d_in_)
+        with torch.no_grad():
+            return torch.stack([s.eps * s.model(x) for s in self.stages_]) if self.stages_ else \
+                torch.zeros(0, x.shape[0], dtype=_DTYPE)
+
+    def predict(self, x, n_stages: int | None = None) -> torch.Tensor:
+        """The model ``sum_{k < n_stages} eps_k u_k(x)`` (all fitted stages by default), shape (N,)."""
+        parts = self.predict_stages(x)
+        n = parts.shape[0] if n_stages is None else count(n_stages, "n_stages", 0)
+        return parts[:n].sum(0)
+
+    def rms_error(self, x, y, n_stages: int | None = None) -> float:
+        """RMS of ``y - predict(x, n_stages)``."""
+        y = torch.as_tensor(y, dtype=_DTYPE).reshape(-1)
+        return float((y - self.predict(x, n_stages)).pow(2).mean().sqrt())

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from msnn.adaptive import POUnet, ReLUNet, box_init_, fit_pou, lsgd
+from msnn.adaptive import MultistagePOU, POUnet, ReLUNet, basis_rank, box_init_, fit_pou, gd, lsgd, partition_diameter
 from msnn.adaptive import _exponents, _linear
 
 F64 = torch.float64
@@ -217,3 +217,92 @@ def test_bad_data_is_refused():
         lsgd(net, x, x[:5], 1, 1e-3)
     with pytest.raises(ValueError, match="NaN"):
         lsgd(net, x * float("nan"), x, 1, 1e-3)
+
+
+# ------------------------------------------------------------------ GD, rank, diameter
+def test_gd_trains_every_parameter_and_records_each_step():
+    x = torch.linspace(0, 1, 64, dtype=F64)
+    y = torch.sin(2 * math.pi * x)
+    net = ReLUNet(1, 8, 1, seed=0)
+    before = [p.detach().clone() for p in net.parameters()]
+    hist = gd(net, x, y, 30, 1e-2)
+    assert len(hist) == 31 and hist[-1] < hist[0]
+    with torch.no_grad():
+        assert hist[-1] == pytest.approx(float(((net(x) - y) ** 2).mean()), rel=1e-12)
+    assert all(not torch.equal(p, q) for p, q in zip(before, net.parameters()))
+
+
+def test_basis_rank_counts_independent_features():
+    x = torch.linspace(0, 1, 256, dtype=F64)
+    net = ReLUNet(1, 8, 1, seed=0)
+    assert basis_rank(net, x) == 8          # 8 ReLUs with distinct breakpoints inside [0, 1]
+    with torch.no_grad():                   # two units made equal: one dependent column
+        net.hidden[0].weight[1] = net.hidden[0].weight[0]
+        net.hidden[0].bias[1] = net.hidden[0].bias[0]
+    assert basis_rank(net, x) == 7
+
+
+def test_partition_diameter_of_a_sharp_partition():
+    # two RBFs at -1/2 and 1/2 with tiny shapes: phi_0 = 1 on x < 0, phi_1 = 1 on x > 0 (to round-off)
+    x = torch.linspace(-1, 1, 201, dtype=F64)
+    net = POUnet(1, 2, 0, shape=1e-2)
+    with torch.no_grad():
+        net.centres.copy_(torch.tensor([[-0.5], [0.5]], dtype=F64))
+    assert partition_diameter(net, x) == pytest.approx(1.0, abs=1e-12)   # [-1, 0] and [0, 1]
+    assert partition_diameter(POUnet(1, 1, 0), x) == pytest.approx(2.0)  # one partition: the whole domain
+    with pytest.raises(ValueError, match="threshold"):
+        partition_diameter(net, x, threshold=0.0)
+
+
+# ------------------------------------------------------------------ multi-stage POUnets
+def test_multistage_pou_reaches_round_off_on_a_polynomial_and_stage_two_does_no_harm():
+    # one partition of degree 3 spans the cubic: stage 1 is a least-squares solve to round-off; stage 2
+    # fits that round-off (normalized to RMS 1) and adds eps_2 * u_2 with eps_2 ~ 1e-16. Measured: stage 1
+    # rms 6.0e-16, stage 2 rms 2.9e-16
+    x = torch.linspace(-1, 2, 301, dtype=F64)
+    y = 1 - 2 * x + 0.5 * x ** 2 + 0.25 * x ** 3
+    fit = MultistagePOU(n_stages=2, n_part=1, degree=3, steps=(0, 0)).fit(x, y)
+    assert len(fit.stages_) == 2
+    assert fit.stages_[0].eps == pytest.approx(float(y.pow(2).mean().sqrt()), rel=1e-14)
+    assert fit.rms_error(x, y, 1) < 1e-14 and fit.stages_[1].eps < 1e-14
+    assert fit.rms_error(x, y) < 1e-14
+    # the model is the sum of its stages, and each stage's eps is the RMS of what it fitted
+    assert torch.allclose(fit.predict(x), fit.predict_stages(x).sum(0), rtol=0, atol=1e-15)
+    assert fit.stages_[1].eps == pytest.approx(fit.stages_[0].rms_after, rel=1e-12)
+
+
+def test_multistage_pou_second_stage_lowers_the_error():
+    # sin(3x) on [0, 2] with 3 partitions of degree 1: stage 2 fits the normalized residue. Measured rms
+    # 2.4e-04 after stage 1, 1.0e-04 after stage 2 (ratio 0.43)
+    x = torch.linspace(0, 2, 201, dtype=F64)
+    y = torch.sin(3 * x)
+    fit = MultistagePOU(n_stages=2, n_part=3, degree=1, steps=(20, 40), lr=0.03, seed=1).fit(x, y)
+    assert fit.stages_[1].rms_after < 0.6 * fit.stages_[0].rms_after
+    assert fit.rms_error(x, y) == pytest.approx(fit.stages_[1].rms_after, rel=1e-12)
+
+
+def test_multistage_pou_stops_at_target_rms():
+    x = torch.linspace(-1, 1, 51, dtype=F64)
+    fit = MultistagePOU(n_stages=3, n_part=1, degree=1, steps=(0, 0), target_rms=1e-12).fit(x, 2 * x + 1)
+    assert len(fit.stages_) == 1
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_stages": 0}, "n_stages"), ({"n_part": [2, 2]}, "n_part must be one value or 3"),
+    ({"degree": -1}, "degree"), ({"steps": (1,)}, "steps"), ({"lr": 0.0}, "lr"), ({"mu": -1.0}, "mu"),
+    ({"partition": "tree"}, "partition"), ({"target_rms": -1.0}, "target_rms")])
+def test_multistage_pou_bad_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MultistagePOU(**kwargs)
+
+
+def test_multistage_pou_bad_data_is_refused():
+    x = torch.linspace(0, 1, 11, dtype=F64)
+    with pytest.raises(ValueError, match="zero everywhere"):
+        MultistagePOU().fit(x, 0 * x)
+    with pytest.raises(ValueError, match="y must hold 11"):
+        MultistagePOU().fit(x, x[:4])
+    with pytest.raises(ValueError, match="outside the domain"):
+        MultistagePOU(domain=(0.0, 0.5)).fit(x, x)
+    with pytest.raises(ValueError, match="not fitted"):
+        MultistagePOU().predict(x)
