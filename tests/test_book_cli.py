@@ -332,6 +332,16 @@ def test_text_copies_edited_prose_onto_the_executed_page_and_refuses_changed_cod
         assert "computed once" in "".join(o.get("text", "") for o in code[-1].outputs)
         assert any("injected-parameters" in c.metadata.get("tags", []) for c in code)
         nbformat.validate(nb)
+    # the front matter is text too: a FAIL cause written after the run reaches both notebooks
+    text = src.read_text()
+    assert "  figures: Fig. 5\n---" in text
+    src.write_text(text.replace("  figures: Fig. 5\n---", "  figures: Fig. 5\n  fails:\n"
+                                "    \"1.1\": {cause: open, why: \"not known yet\"}\n---", 1))
+    assert book.main(["text", "01"]) == 0
+    assert capsys.readouterr().out.count("text updated, outputs kept") == 2
+    for path in (page_path, ref_path):
+        meta = nbformat.read(str(path), as_version=4).metadata["msnn"]
+        assert meta["fails"] == {"1.1": {"cause": "open", "why": "not known yet"}}
     # changed code needs a run
     src.write_text(src.read_text().replace("print('computed once')", "print('computed twice')"))
     assert book.main(["text", "01"]) == 2

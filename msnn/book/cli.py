@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_text(args: argparse.Namespace) -> int:
-    """Copy each chapter's text (its markdown cells) into its rendered page and nbval reference,
+    """Copy each chapter's text (its markdown cells and front matter) into its rendered page and nbval reference,
     when its code is what they executed: a corrected sentence needs no hour-long run."""
     import nbformat
 
@@ -162,10 +162,17 @@ def cmd_text(args: argparse.Namespace) -> int:
                     done.setdefault("metadata", {})["tags"] = tags
             if executed or injected:  # cannot happen when the code matched; never drop an executed cell
                 raise BookError(f"{rel}: {len(executed) + len(injected)} executed cell(s) left unplaced")
-            if cell_shape(nbformat.read(path, as_version=4).cells) == cell_shape(cells):  # tags set in place above
+            # the front matter (what the chapter reproduces, its FAIL causes) is text too
+            meta = src.metadata.get("msnn")
+            same_meta = page.metadata.get("msnn") == meta
+            if same_meta and cell_shape(nbformat.read(path, as_version=4).cells) == cell_shape(cells):
                 print(f"{rel}: text unchanged", flush=True)
                 continue
             page.cells = cells
+            if meta is None:
+                page.metadata.pop("msnn", None)
+            else:
+                page.metadata["msnn"] = meta
             nbformat.write(page, path)
             print(f"{rel}: text updated, outputs kept", flush=True)
     return 0
