@@ -96,19 +96,10 @@ def _missing_reference(app, env, node, contnode):
 _ABBREVIATIONS = ("eq.", "Eq.", "eqs.", "Fig.", "Figs.", "Sec.", "App.", "cf.", "vs.")
 
 
-def _claims_files(srcdir: str) -> dict[str, str]:
-    import glob
+def _claims_path(srcdir: str, slug: str) -> str:
     import os
 
-    return {os.path.basename(p)[: -len(".claims.json")]: p
-            for p in sorted(glob.glob(os.path.join(srcdir, "book", "[0-9][0-9]-*.claims.json")))}
-
-
-def _load(path: str) -> dict:
-    import json
-
-    with open(path) as fh:
-        return json.load(fh)
+    return os.path.join(srcdir, "book", f"{slug}.claims.json")
 
 
 def find_claim(srcdir: str, docname: str, cid: str) -> tuple[str, str, dict]:
@@ -116,13 +107,15 @@ def find_claim(srcdir: str, docname: str, cid: str) -> tuple[str, str, dict]:
     first, then in every other; LookupError naming what is wrong otherwise."""
     import posixpath
 
-    files = _claims_files(srcdir)
+    from .scorecard import load_claims
+
+    files = load_claims(srcdir)
     own = posixpath.basename(docname)
     order = ([own] if own in files else []) + [s for s in files if s != own]
     for slug in order:
-        hit = next((c for c in _load(files[slug]).get("claims", []) if c.get("id") == cid), None)
+        hit = next((c for c in files[slug].get("claims", []) if c.get("id") == cid), None)
         if hit is not None:
-            return slug, files[slug], hit
+            return slug, _claims_path(srcdir, slug), hit
     raise LookupError(f"{{claim}}`{cid}`: no claims file has claim {cid!r} (run its chapter, or fix the id)")
 
 
@@ -177,16 +170,18 @@ def _causes_directive():
             from .chapters import CAUSES, read_chapter
 
             env = self.state.document.settings.env
+            from .scorecard import load_claims
+
             slug = posixpath.basename(env.docname)
-            path = _claims_files(env.srcdir).get(slug)
+            path = _claims_path(env.srcdir, slug)
             source = os.path.join(env.srcdir, "book", f"{slug}.md")
-            if path is None or not os.path.exists(source):
+            if not os.path.exists(path) or not os.path.exists(source):
                 return [self.state.document.reporter.warning(
                     f"claim-causes: {env.docname} has no claims file or no source book/{slug}.md", line=self.lineno)]
             env.note_dependency(path)
             env.note_dependency(source)
             causes = {cid: (cause, why) for cid, cause, why in read_chapter(source).fails}
-            fails = [c for c in _load(path).get("claims", []) if c.get("verdict") == "FAIL"]
+            fails = [c for c in load_claims(env.srcdir)[slug]["claims"] if c.get("verdict") == "FAIL"]
             intro = nodes.paragraph()
             if not fails:
                 intro += nodes.Text("No claim of this run fails.")
