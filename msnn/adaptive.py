@@ -422,6 +422,13 @@ def fit_pou(model: POUnet, x, y, *, steps: Sequence[int] = (500, 500), lr: float
     mean-square loss) is our default. Their learning-rate decay and stagnation
     counter (rho, n_stag) are not used: the learning rate is fixed.
 
+    The penalty grows with the number of partitions: near-uniform partitions at the
+    start (each ``phi_a ~ 1/n_part``) need coefficients ``~ n_part`` times the target's
+    size, so ``mu ||c||^2 ~ mu n_part^3``. Where it outweighs the loss, phase 1 settles
+    on one partition and a constant (chapter 12 measures this on triangle waves: at
+    ``mu = 0.1`` and 16 partitions the fit is the target's mean). Scale ``mu`` down
+    with ``n_part`` (chapter 12 uses ``1e-4`` for 2 to 32 partitions).
+
     Args:
         model: the :class:`POUnet` (trained in place).
         x: inputs inside the model's domain, (N,) or (N, d).
@@ -570,6 +577,7 @@ class MultistagePOU:
         n_part: partitions per stage, one for all or one per stage.
         degree: polynomial degree per stage, one for all or one per stage.
         partition: "rbf" or "net" (see :class:`POUnet`).
+        net_width, net_depth: the partition network's size (``partition="net"``).
         steps: ``(phase1, phase2)`` LSGD steps of every stage.
         lr: Adam's learning rate on the partitions.
         mu: phase 1's regularizer (see :func:`fit_pou`).
@@ -584,12 +592,14 @@ class MultistagePOU:
     """
 
     def __init__(self, *, n_stages: int = 3, n_part: int | Sequence[int] = 8, degree: int | Sequence[int] = 2,
-                 partition: str = "rbf", steps: Sequence[int] = (500, 500), lr: float = 1e-2, mu: float = 1e-1,
+                 partition: str = "rbf", net_width: int = 16, net_depth: int = 2,
+                 steps: Sequence[int] = (500, 500), lr: float = 1e-2, mu: float = 1e-1,
                  domain=None, target_rms: float | None = None, seed: int = 0) -> None:
         self.n_stages = count(n_stages, "n_stages", 1)
         self.n_part = [count(v, "n_part", 1) for v in self._per_stage(n_part, "n_part")]
         self.degree = [count(v, "degree", 0) for v in self._per_stage(degree, "degree")]
         self.partition = one_of(partition, "partition", ("rbf", "net"))
+        self.net_width, self.net_depth = count(net_width, "net_width", 1), count(net_depth, "net_depth", 1)
         try:
             n1, n2 = steps
         except (TypeError, ValueError):
@@ -630,7 +640,7 @@ class MultistagePOU:
                 break
             t0 = time.perf_counter()
             net = POUnet(d, self.n_part[k], self.degree[k], partition=self.partition, domain=domain,
-                         seed=self.seed + k)
+                         seed=self.seed + k, net_width=self.net_width, net_depth=self.net_depth)
             hist = fit_pou(net, x, residue / eps, steps=self.steps, lr=self.lr, mu=self.mu)
             with torch.no_grad():
                 residue = residue - eps * net(x)

@@ -290,7 +290,8 @@ def test_multistage_pou_stops_at_target_rms():
 @pytest.mark.parametrize("kwargs, match", [
     ({"n_stages": 0}, "n_stages"), ({"n_part": [2, 2]}, "n_part must be one value or 3"),
     ({"degree": -1}, "degree"), ({"steps": (1,)}, "steps"), ({"lr": 0.0}, "lr"), ({"mu": -1.0}, "mu"),
-    ({"partition": "tree"}, "partition"), ({"target_rms": -1.0}, "target_rms")])
+    ({"partition": "tree"}, "partition"), ({"target_rms": -1.0}, "target_rms"),
+    ({"net_width": 0}, "net_width"), ({"net_depth": 1.5}, "net_depth")])
 def test_multistage_pou_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MultistagePOU(**kwargs)
@@ -306,3 +307,12 @@ def test_multistage_pou_bad_data_is_refused():
         MultistagePOU(domain=(0.0, 0.5)).fit(x, x)
     with pytest.raises(ValueError, match="not fitted"):
         MultistagePOU().predict(x)
+
+
+def test_multistage_pou_builds_partition_networks_of_the_given_size():
+    x = torch.linspace(0, 1, 64, dtype=F64)
+    fit = MultistagePOU(n_stages=1, n_part=4, degree=1, partition="net", net_width=12, net_depth=3,
+                        steps=(0, 0)).fit(x, torch.sin(3 * x))
+    net = fit.stages_[0].model.net
+    assert (net.width, net.depth) == (12, 3)
+    assert net.output.out_features == 4
