@@ -91,6 +91,22 @@ def test_scorecard_counts_and_runs(book):
     assert "full profile cut below the paper's (budget, grid or features): **1**" in text
 
 
+def test_claims_files_carry_their_fails_causes(book):
+    path = book / "book" / "04-regression.claims.json"
+    assert str(path) in scorecard.stale(str(book))  # the FAIL 4.2 has a cause the file does not carry yet
+    scorecard.write(str(book))
+    claims = {c["id"]: c for c in json.loads(path.read_text())["claims"]}
+    assert (claims["4.2"]["cause"], claims["4.2"]["why"]) == ("budget", "the grid is cut (section Budgets)")
+    assert "cause" not in claims["4.1"] and "cause" not in claims["4.3"]
+    assert str(path) not in scorecard.stale(str(book))
+    # a claim that passes after a re-run loses its cause, though the front matter still names it
+    data = json.loads(path.read_text())
+    data["claims"][1]["verdict"] = "PASS"
+    path.write_text(json.dumps(data))
+    scorecard.write(str(book))
+    assert "cause" not in json.loads(path.read_text())["claims"][1]
+
+
 def test_fail_causes_are_checked_against_the_claims(book):
     assert scorecard.cause_problems(str(book)) == []
     c4 = json.loads((book / "book" / "04-regression.claims.json").read_text())
@@ -231,7 +247,9 @@ def test_write_then_check(book, monkeypatch, capsys):
     monkeypatch.setenv("MSNN_BOOK_ROOT", str(book))
     assert cli.main(["scorecard", "--check"]) == 1
     assert "stale: book/_generated/chapters.md (run python -m msnn.book scorecard)" in capsys.readouterr().err
-    assert len(scorecard.write(str(book))) == 5  # chapters, scorecard, status, the figure's data and the figure
+    # chapter 4's claims file (its FAIL gets the front matter's cause), chapters, scorecard, status,
+    # the figure's data and the figure
+    assert len(scorecard.write(str(book))) == 6
     assert cli.main(["scorecard", "--check"]) == 0
     assert scorecard.write(str(book)) == []
     assert cli.main(["scorecard"]) == 0 and capsys.readouterr().out == ""  # nothing to rewrite

@@ -158,6 +158,35 @@ def fail_causes(root: str) -> dict[str, dict[str, tuple[str, str]]]:
     return out
 
 
+def _with_causes(data: dict, causes: dict[str, tuple[str, str]]) -> dict:
+    """``data`` (a claims file) with each FAIL's ``cause`` and ``why`` from ``causes``, and none elsewhere."""
+    out = dict(data, claims=[])
+    for c in data["claims"]:
+        c = {k: v for k, v in c.items() if k not in ("cause", "why")}
+        if c.get("verdict") == "FAIL" and c.get("id") in causes:
+            c["cause"], c["why"] = causes[c["id"]]
+        out["claims"].append(c)
+    return out
+
+
+def claims_files_with_causes(root: str) -> dict[str, dict]:
+    """Path -> the claims file as it should read: each FAIL carries the ``cause`` and ``why`` of its
+    chapter's front matter (where the authors write them, after the run), so that a claims file says
+    by itself why a claim fails; a claim that no longer FAILs loses them."""
+    causes = fail_causes(root)
+    return {os.path.join(root, "book", f"{slug}.claims.json"): _with_causes(data, causes.get(slug, {}))
+            for slug, data in load_claims(root).items()}
+
+
+def _claims_text(data: dict) -> str:
+    return json.dumps(data, indent=1)  # the layout the book's run command writes
+
+
+def _read_json(path: str):
+    with open(path) as fh:
+        return json.load(fh)
+
+
 def cause_problems(root: str) -> list[str]:
     """What is wrong between the chapters' ``fails`` and their claims files: a claim that FAILs at
     ``full`` or ``paper`` with no cause, or a cause for a claim that does not FAIL (stale)."""
@@ -560,6 +589,11 @@ def write(root: str) -> list[str]:
     """Regenerate ``book/_generated/``: the markdown fragments, the headline data and, when that
     data changed or the figure is missing, the headline figure; return the files that changed."""
     changed = []
+    for path, data in claims_files_with_causes(root).items():  # the causes first: the pages read the files
+        if _read_json(path) != data:
+            with open(path, "w") as fh:
+                fh.write(_claims_text(data))
+            changed.append(path)
     for path, text in _targets(root).items():
         old = None
         if os.path.exists(path):
@@ -579,8 +613,9 @@ def write(root: str) -> list[str]:
 
 
 def stale(root: str) -> list[str]:
-    """The generated files that differ from what the claims files and ``_toc.yml`` give now."""
-    out = []
+    """The generated files that differ from what the claims files and ``_toc.yml`` give now, and the
+    claims files whose FAILs do not carry their chapter's causes."""
+    out = [path for path, data in claims_files_with_causes(root).items() if _read_json(path) != data]
     for path, text in _targets(root).items():
         if not os.path.exists(path):
             out.append(path)
