@@ -46,6 +46,11 @@ from .checkpoints import StageCheckpoints
 __all__ = ["StagedFit"]
 
 
+
+class Reached(str):
+    """A reason from ``_stop_after`` that is good news (the error off the training points is
+    at round-off): said in ``stopped_``, not warned of."""
+
 class StagedFit(ParamsMixin):
     """The stage loop and everything around it; a driver subclasses it (see the module docstring).
 
@@ -77,7 +82,7 @@ class StagedFit(ParamsMixin):
         with torch.no_grad():
             return rec.eps * net(xt).to(torch.float64).cpu().numpy()
 
-    def _stop_after(self, rec) -> str | None:
+    def _stop_after(self, rec) -> "str | Reached | None":
         """Why no stage follows ``rec``, or None. Default: go on."""
         return None
 
@@ -129,7 +134,7 @@ class StagedFit(ParamsMixin):
             why = self._stop_after(rec)
             if why:
                 self.stopped_ = f"stopped after stage {n + 1}: {why}"
-                if n + 1 < stop:
+                if n + 1 < stop and not isinstance(why, Reached):
                     warnings.warn(f"{type(self).__name__}: {self.stopped_} ({len(self.stages_)} of {stop} "
                                   "stages trained).", StageWarning, stacklevel=3)
                 if verbose:

@@ -45,7 +45,7 @@ from ._common import finite_float, flag, float64_array, integers, one_of, option
 from .engine import StagedFit
 from .phases import ROUND_OFF_FLOOR, output_layer_norm, round_off, schedule_for
 from .pinn import RAR, PINNProblem, StagedSolution
-from .pinn_stage import PINNStageRecord, second_order_phases
+from .pinn_stage import PINNStageRecord, is_linear, second_order_phases
 from .pinn_training import algorithm3, estimate_next_stage, gamma_bound, magnitude_estimate, residual_grid, train_pinn
 from .spectrum import dominant_frequency, dominant_frequency_2d
 
@@ -57,6 +57,8 @@ from .problems import diffusion_3_44, finite_difference_points  # noqa: E402,F40
 #: The most points of the residue grid a second-order stage is validated on (a 2D grid of
 #: 128 x 128 fits; a finer one is thinned evenly).
 VALIDATION_GRID_MAX = 2 ** 15
+#: The same for a "features" stage, whose 1000 units make every validation point cost 50x more.
+FEATURES_GRID_MAX = 2 ** 12
 
 #: The residue grid's points per axis when ``n_grid`` is not given, by input dimension: 2501 in
 #: 1D, about 2501^(2/d) beyond (a 2D default of 2501 per axis was 6.25 million points, most of a
@@ -103,10 +105,17 @@ class MultistagePINN(StagedFit):
             up to 2 n_parameters; the parameters kept are the best on a second random
             draw and on the residue grid of ``n_grid`` points per axis), or a list of phases (see
             :mod:`msnn.phases`; "adam" and "lbfgs" phases run first, through
-            :func:`msnn.pinn_training.train_pinn`). Default: "paper" when ``adam_steps`` or
-            ``lbfgs_steps`` is given, else "precision".
+            :func:`msnn.pinn_training.train_pinn`), or ``"features"`` for an equation linear
+            in u: each stage is one hidden layer of ``n_features`` sine units whose
+            frequencies are drawn at random in a box, at the scale (among four tied to the
+            collocation points' resolution) that is best on the validation points, and
+            whose output layer is solved exactly on at least 3 n_features collocation
+            points (no iteration; :mod:`msnn.phases.features`). Default: "paper" when
+            ``adam_steps`` or ``lbfgs_steps`` is given; else "features" for a linear
+            equation in two or more dimensions, "precision" otherwise.
         precision_steps: the Levenberg-Marquardt iterations of the "precision" schedule
             (at most; it stops when the loss stops falling).
+        n_features: the hidden width of a "features" stage (default 1000).
         lr: Adam learning rate per stage.
         lr_schedule: optional factor on lr per Adam step (one callable or one per stage).
         n_collocation: collocation points per stage.
@@ -152,7 +161,7 @@ class MultistagePINN(StagedFit):
                  widths: Sequence[int] | Sequence[Sequence[int]] = (20, 20, 20),
                  adam_steps: int | Sequence[int] | None = None, lbfgs_steps: int | Sequence[int] | None = None,
                  schedule: str | Sequence | None = None, precision_steps: int | Sequence[int] = 300,
-                 lr: float | Sequence[float] = 1e-3,
+                 n_features: int | None = None, lr: float | Sequence[float] = 1e-3,
                  lr_schedule: Callable[[int], float] | Sequence[Callable[[int], float] | None] | None = None,
                  n_collocation: int | Sequence[int] = 201, resample_every: int | Sequence[int] = 100,
                  sampler: str = "lhs", margin: float = 0.0, extra_points: np.ndarray | None = None,
@@ -198,8 +207,14 @@ class MultistagePINN(StagedFit):
                              "precision is not reachable in a lower precision: errors stop near its epsilon)")
         self._widths = [integers(w, "widths", 1, nonempty=True) for w in per_stage(widths, n, "widths", nested=True)]
         if schedule is None:
-            schedule = "paper" if (adam_steps is not None or lbfgs_steps is not None) else "precision"
+            schedule = "paper" if (adam_steps is not None or lbfgs_steps is not None) else (
+                "features" if problem.dim >= 2 and is_linear(problem) else "precision")
         self._schedule = schedule
+        self._n_features = 1000 if self.n_features is None else _count(self.n_features, "n_features", 1)
+        if schedule == "features" and not is_linear(problem):
+            raise ValueError(f"schedule='features' solves each stage's output layer exactly, which needs an equation "
+                             f"linear in u; {problem.name} is not: use schedule='precision' (Gauss-Newton on every "
+                             "weight) or 'paper'")
         self._adam = [_count(v, "adam_steps") for v in per_stage(5000 if adam_steps is None else adam_steps,
                                                                         n, "adam_steps")]
         self._lbfgs = [_count(v, "lbfgs_steps") for v in per_stage(0 if lbfgs_steps is None else lbfgs_steps,
@@ -213,7 +228,7 @@ class MultistagePINN(StagedFit):
             if first != sorted(first) or any(p.kind in ("adam", "lbfgs") for p in ph[len(first):]):
                 raise ValueError("in a PINN stage the 'adam' and 'lbfgs' phases come first (they run through "
                                  f"train_pinn), then the least-squares phases; stage {k + 1} has {[str(p) for p in ph]}")
-            if sum(p.steps for p in ph) == 0 and not any(p.kind == "output-lstsq" for p in ph):
+            if sum(p.steps for p in ph) == 0 and not any(p.kind in ("output-lstsq", "features") for p in ph):
                 raise ValueError("every stage needs some training: adam_steps + lbfgs_steps > 0, or phases with steps")
         for k, ph in enumerate(self._phases):
             self._adam[k] = sum(p.steps for p in ph if p.kind == "adam")
@@ -272,11 +287,11 @@ class MultistagePINN(StagedFit):
         pts = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], 1)
         return axes, pts
 
-    def _validation_grid(self) -> torch.Tensor:
+    def _validation_grid(self, most: int = VALIDATION_GRID_MAX) -> torch.Tensor:
         """The residue grid of :meth:`_grid` as a tensor, every s-th point per axis so that at
-        most VALIDATION_GRID_MAX points remain (the whole grid in the chapters' settings)."""
+        most ``most`` points remain (the whole grid in the chapters' settings)."""
         s = 1
-        while len(range(0, self._n_grid, s)) ** self.problem.dim > VALIDATION_GRID_MAX:
+        while len(range(0, self._n_grid, s)) ** self.problem.dim > most:
             s += 1
         _, pts = self._grid(s)
         return torch.as_tensor(pts, dtype=self.dtype, device=self._device)
@@ -350,8 +365,12 @@ class MultistagePINN(StagedFit):
             return estimate_next_stage(self.problem, self.model_, self.orders, n_grid=self._n_grid,
                                        eps_beta=self._eps_beta, factor=self._factor, widths=self._widths[k], pad=self.pad)
         except ValueError:
-            est = estimate_next_stage(self.problem, self.model_, [1] * self.problem.dim, n_grid=self._n_grid,
+            est = estimate_next_stage(self.problem, self.model_, [0] * self.problem.dim, n_grid=self._n_grid,
                                       eps_beta=1.0, factor=self._factor, widths=self._widths[k], pad=self.pad)
+            if max(est.f_d) <= 0:
+                # no oscillation on any axis (a residue of rounding noise, whose spectrum peaks
+                # at zero): one cycle over the domain, the lowest frequency the grid reads
+                est.f_d = [1.0 / float(hi - lo) for lo, hi in self.problem.domain]
             est.eps = _magnitude(est.eps_r, est.f_d, self.orders, self._eps_beta)
             return est
 
@@ -473,7 +492,13 @@ class MultistagePINN(StagedFit):
                           lr_schedule=self._lr_schedule[k], progress=self.progress)
         gamma, source = self._gamma(k, eps, est.eps_r, run_kwargs)
         # steps 5-6: the ansatz u_k^(c) = u_(k-1)^(c) + eps_k u_k(x; kappa_k), earlier stages frozen
-        net = self.model_.add_stage(eps, widths=self._widths[k], kappa_hat=kh, seed=self._seed + k, init=self.init)
+        drawn = any(ph.kind == "features" for ph in self._phases[k])
+        if drawn:  # one hidden layer of sine units, drawn by the "features" phase
+            net = self.model_.add_stage(eps, widths=(self._n_features,), first_activation="sin", seed=self._seed + k,
+                                        init=self.init)
+        else:
+            net = self.model_.add_stage(eps, widths=self._widths[k], kappa_hat=kh, seed=self._seed + k,
+                                        init=self.init)
         # step 8: train on the original equation
         run = train_pinn(p, self.model_, gamma=gamma, desc=f"stage {k + 1}", **run_kwargs)
         reports = self._second_order(k, net, run, gamma, gg, kh)
@@ -482,13 +507,14 @@ class MultistagePINN(StagedFit):
         rec = PINNStageRecord(
             stage=k + 1, eps=float(eps), eps_r=est.eps_r, f_d=[float(v) for v in est.f_d],
             kappa_hat=None if kh is None else [float(v) for v in np.atleast_1d(kh)],
-            gamma=float(gamma), gamma_g=gg, gamma_source=source, widths=self._widths[k],
+            gamma=float(gamma), gamma_g=gg, gamma_source=source, widths=tuple(net.widths),
             n_weights=net.n_weights(biases=True), loss_d=run.loss_d, loss_e=run.loss_e, loss_g=run.loss_g,
             adam_steps=run.history.adam_steps, lbfgs_iterations=run.history.lbfgs_iterations,
             lbfgs_evaluations=run.history.lbfgs_evaluations,
             residue_rms=float(np.sqrt(np.mean(r ** 2))), residue_f_d=self._frequency(r, axes),
             phases=[rep.summary() for rep in reports], output_norm=output_layer_norm(net),
-            round_off=float(eps) * round_off(net, torch.as_tensor(pts, dtype=self.dtype, device=self._device)))
+            round_off=float(eps) * round_off(net, torch.as_tensor(pts, dtype=self.dtype, device=self._device)),
+            feature_scale=getattr(net, "feature_scale", None) if drawn else None)
         if exact is not None:
             e = exact - self.model_.predict(pts)
             rec.error_rms = float(np.sqrt(np.mean(e ** 2)))
@@ -514,6 +540,9 @@ class MultistagePINN(StagedFit):
                 f"residue rms {rec.residue_rms:.3e}, error rms {rec.error_rms:.3e} ({rec.seconds:.1f} s)")
 
     def _network_for(self, rec, xt):
+        if rec.feature_scale is not None:
+            return self.model_.add_stage(rec.eps, widths=tuple(rec.widths), first_activation="sin",
+                                         seed=self._seed + rec.stage - 1, init=self.init)
         return self.model_.add_stage(rec.eps, widths=tuple(rec.widths), kappa_hat=rec.kappa_hat,
                                      seed=self._seed + rec.stage - 1, init=self.init)
 
@@ -525,7 +554,10 @@ class MultistagePINN(StagedFit):
         return second_order_phases(self.problem, self.model_, k, net, run, self._phases[k], gamma_g=gamma_g,
                                    kappa_hat=kappa_hat, n_collocation=self._n_c[k], seed=self._seed,
                                    named_schedule=self._schedule == "precision",
-                                   validation_grid=self._validation_grid(), progress=self.progress)
+                                   validation_grid=self._validation_grid(
+                                       FEATURES_GRID_MAX if net.first_activation == "sin" and len(net.widths) == 1
+                                       and any(ph.kind == "features" for ph in self._phases[k])
+                                       else VALIDATION_GRID_MAX), progress=self.progress)
 
     # ------------------------------------------------------------ results
     def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
@@ -595,6 +627,8 @@ class MultistagePINN(StagedFit):
                   "pad": self.pad, "seed": self._seed, "sampler": self.sampler, "margin": self._margin,
                   "kappa_hat0": None if self.kappa_hat0 is None else np.asarray(self.kappa_hat0).tolist(),
                   "algorithm3_n0": self.algorithm3_n0, "schedule": str(self._schedule)}
+        if self._schedule == "features":  # (only here: the checkpoints of other schedules keep their keys)
+            common["n_features"] = self._n_features
         per_stage = {"widths": self._widths, "adam": self._adam, "lbfgs": self._lbfgs,
                      "phases": [[str(ph) for ph in phs] for phs in self._phases], "lr": self._lr,
                      "n_c": self._n_c, "resample": self._resample, "gpinn": self._gpinn,

@@ -256,16 +256,24 @@ class StagedSolution(nn.Module):
         a = as_points(x, self.dim, "x")
         return torch.as_tensor(a, dtype=self.dtype, device=self.device)
 
+    def _chunk(self) -> int:
+        """Points per evaluation: 65536, fewer for wide stages (memory ~ points x units)."""
+        widest = max((max(net.widths) for net in self.stages), default=1)
+        return min(65536, max(1024, 2 ** 24 // widest))
+
     def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
         """u^(c) at points x (numpy or torch, shape (N, d)) as a float64 numpy array."""
+        xt, c = self._tensor(x), self._chunk()
         with torch.no_grad():
-            return self(self._tensor(x), n_stages).cpu().numpy().astype(np.float64)
+            return np.concatenate([self(xt[s:s + c], n_stages).cpu().numpy().astype(np.float64)
+                                   for s in range(0, xt.shape[0], c)] or [np.zeros(0)])
 
     def predict_stages(self, x: ArrayLike) -> np.ndarray:
         """eps_k u_k(x) of every stage, shape (n_stages, N)."""
-        xt = self._tensor(x)
+        xt, c = self._tensor(x), self._chunk()
         with torch.no_grad():
-            return np.stack([(e * net(xt)).cpu().numpy() for e, net in zip(self.eps, self.stages)])
+            return np.stack([np.concatenate([(e * net(xt[s:s + c])).cpu().numpy() for s in range(0, xt.shape[0], c)]
+                                            or [np.zeros(0)]) for e, net in zip(self.eps, self.stages)])
 
 
 # ---------------------------------------------------------------- collocation

@@ -47,6 +47,8 @@ class PINNStageRecord(StepCounts):
         error_max: max |error| there.
         error_f_d: dominant frequency of the error per axis (NaN without exact solution).
         seconds: wall time of the stage (training and diagnostics).
+        feature_scale: for a "features" stage, the box [-K, K] per axis its first-layer
+            frequencies were drawn from, else None.
     """
 
     stage: int
@@ -74,6 +76,7 @@ class PINNStageRecord(StepCounts):
     phases: list = field(default_factory=list)
     output_norm: float = math.nan
     round_off: float = math.nan
+    feature_scale: list | None = None
 
 
 def second_order_phases(problem: PINNProblem, model: StagedSolution, k: int, net, run, phases: Sequence[Phase], *,
@@ -99,6 +102,10 @@ def second_order_phases(problem: PINNProblem, model: StagedSolution, k: int, net
     # fewer rows than unknowns fits the points and nothing between them.
     gen = torch.Generator(device=dev).manual_seed(10_000 + seed + k)
     n_min = 2 * net.n_weights(biases=True)
+    if all(ph.kind == "features" for ph in rest):
+        # only the output layer is solved: three rows per unknown (random features fit the
+        # points and little between them with fewer)
+        n_min = 3 * (net.widths[-1] + 1)
     if p.dim == 1:
         kh = 0.0 if kappa_hat is None else float(np.max(np.atleast_1d(kappa_hat)))
         n = max(n_collocation, int(math.ceil(12 * kh)) + 1, n_min)

@@ -208,8 +208,14 @@ def train_pinn(problem: PINNProblem, model: StagedSolution, *, gamma: float, gam
                    rar_points=state["rar"].cpu().numpy())
 
 
-def _residual_chunks(problem: PINNProblem, model: nn.Module | Callable, x: torch.Tensor, chunk: int = 8192,
+def _residual_chunks(problem: PINNProblem, model: nn.Module | Callable, x: torch.Tensor, chunk: int | None = None,
                      grad_norm: bool = False) -> torch.Tensor:
+    if chunk is None:
+        # 8192 points at a time, fewer for wide stages (a 1000-unit "features" stage keeps
+        # ~20 activations of points x units alive through a second derivative)
+        widest = max((max(net.widths) for net in getattr(model, "stages", []) or [] if hasattr(net, "widths")),
+                     default=1)
+        chunk = min(8192, max(256, 2 ** 20 // widest))
     outs = []
     for s in range(0, x.shape[0], chunk):
         xi = x[s:s + chunk].detach().requires_grad_(True)

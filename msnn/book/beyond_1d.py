@@ -34,21 +34,22 @@ CASES = {
     "poisson1": "Poisson -lap u = f on [0, 1]^2, u = sin(pi x) sin(pi y) (a product), {n} points per edge",
     "poisson2": "Poisson -lap u = f on [0, 1]^2, u = exp(x y) sin(x + y) (not a product), {n} points per edge",
     "sparse1d": "1D, {n} samples of exp(-x/4) sin(3x) on [0, 5]",
+    "sparse1d_f": "1D, {n} samples of exp(-x/4) sin(3x) on [0, 5], schedule='features'",
     "hf_tanh": "1D, {n} points of exp(x) / 2 + sin(40 x) on [-1, 1], first_stage='tanh' (the papers' start)",
     "hf_auto": "1D, {n} points of exp(x) / 2 + sin(40 x) on [-1, 1], defaults (stage 1 starts from the spectrum)",
 }
 
 # The quick profile: the same problems, small (sizes and the settings that bound the work).
-_QUICK = dict(reg=dict(n=16, fit=dict(n_stages=2, widths=(10, 10), precision_steps=30)),
-              poisson=dict(n=17, fit=dict(n_stages=2, widths=(10, 10), precision_steps=20, n_collocation=300,
-                                             n_grid=33)),
+_QUICK = dict(reg=dict(n=16, fit=dict(n_stages=2)),
+              poisson=dict(n=17, fit=dict(n_stages=2, n_features=200, n_grid=33)),
               sparse=dict(n=200, fit=dict(n_stages=3, precision_steps=40)),
               hf=dict(n=600, fit=dict(n_stages=2, precision_steps=40)))
 _FULL = dict(reg=dict(n=None, fit={}), poisson=dict(n=41, fit={}), sparse=dict(n=600, fit={}),
              hf=dict(n=2000, fit={}))
 
 
-_KIND = dict(reg40="reg", reg64="reg", poisson1="poisson", poisson2="poisson", sparse1d="sparse", hf_tanh="hf",
+_KIND = dict(reg40="reg", reg64="reg", poisson1="poisson", poisson2="poisson", sparse1d="sparse", sparse1d_f="sparse",
+             hf_tanh="hf",
              hf_auto="hf")
 
 
@@ -139,9 +140,12 @@ def run_case(name: str, profile: str = "full") -> dict:
         elif name == "poisson2":
             out = _poisson(lambda x: np.exp(x[:, 0] * x[:, 1]) * np.sin(x[:, 0] + x[:, 1]), _poisson2_source,
                            size, P["poisson"]["fit"])
-        elif name == "sparse1d":
+        elif name in ("sparse1d", "sparse1d_f"):
+            fit = dict(P["sparse"]["fit"], **({"schedule": "features"} if name == "sparse1d_f" else {}))
+            if name == "sparse1d_f":
+                fit.pop("precision_steps", None)
             out = _line(np.linspace(0, 5, size), lambda x: np.exp(-x / 4) * np.sin(3 * x),
-                        P["sparse"]["fit"], lambda xm: (xm < 0.25) | (xm > 4.75))
+                        fit, lambda xm: (xm < 0.25) | (xm > 4.75))
         else:
             fit = dict(P["hf"]["fit"], first_stage="tanh" if name == "hf_tanh" else "auto")
             out = _line(np.linspace(-1, 1, size), lambda x: 0.5 * np.exp(x) + np.sin(40 * x), fit,

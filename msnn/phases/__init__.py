@@ -28,6 +28,11 @@ sequence of *phases*:
 ``("lm", n)``
     at most n iterations of Levenberg-Marquardt on all parameters (no projection);
     the choice for equations that are not linear in u.
+``("features",)``
+    a one-hidden-layer sine stage whose first layer is drawn at random (frequencies
+    uniform in a box, at the scale among a ladder tied to the points' resolution that
+    is best on the validation rows) and whose output layer is solved exactly
+    (:mod:`msnn.phases.features`); no iteration. The named schedule "features".
 
 The phases are registered by name with the capabilities they need
 (:mod:`msnn.phases.registry`); a driver wraps its stage in a trainee that says what it
@@ -55,6 +60,8 @@ precision needs (float32 warns, :class:`Float32Warning`).
 """
 from __future__ import annotations
 
+from . import features as _features  # registers the "features" phase
+from .features import FEATURE_LADDER, draw_features, resolution_frequency
 from .lm import jacobian_of, levenberg_marquardt
 from .lstsq import RankWarning, least_squares, solve_output_layer
 from .registry import CAPABILITIES, PHASES, PhaseReport, check_phases, register_phase
@@ -65,4 +72,5 @@ from .schedule import SCHEDULES, Phase, parse_schedule, schedule_for
 __all__ = ["Phase", "RowGroup", "PhaseReport", "RankWarning", "parse_schedule", "schedule_for", "SCHEDULES",
            "solve_output_layer", "run_phases", "train_stage", "rows_loss", "output_layer_norm", "round_off",
            "evaluate", "ROUND_OFF_FLOOR", "MAX_JACOBIAN_BYTES", "levenberg_marquardt", "jacobian_of", "least_squares",
+           "FEATURE_LADDER", "draw_features", "resolution_frequency",
            "CAPABILITIES", "PHASES", "register_phase", "check_phases", "Trainee", "NetworkTrainee", "LossTrainee"]

@@ -24,12 +24,21 @@ class RankWarning(UserWarning):
 
 
 
-def least_squares(A: torch.Tensor, t: torch.Tensor, *, mu: float = 0.0, rcond: float = 1e-15):
+def least_squares(A: torch.Tensor, t: torch.Tensor, *, mu: float = 0.0, rcond: float = 1e-15,
+                  equilibrate: bool = False):
     """min ||A w - t||^2 + mu ||w||^2 by SVD of [A; sqrt(mu) I], in A's dtype.
 
     Singular values below ``rcond * s_max`` are dropped (minimum-norm solution).
+    ``equilibrate``: solve for the columns scaled to unit norm (then ``mu`` weighs the
+    scaled unknowns), so that a column far larger than the others (a feature of high
+    frequency under a second derivative) does not set the cut-off for all of them.
     Returns (w, rank, U, s): the solution, the numerical rank, the kept left singular
     vectors (rows of A only) and all singular values."""
+    if equilibrate:
+        norms = torch.linalg.vector_norm(A, dim=0)
+        norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+        w, rank, U, s = least_squares(A / norms, t, mu=mu, rcond=rcond)
+        return w / norms, rank, U, s
     m = A.shape[1]
     if mu > 0:
         A_ = torch.cat([A, math.sqrt(mu) * torch.eye(m, dtype=A.dtype, device=A.device)])
@@ -64,11 +73,13 @@ def linear_check(net, groups, R, A, w) -> None:
 
 
 def solve_output_layer(net: torch.nn.Module, groups: Sequence[RowGroup], *, mu: float = 0.0, rcond: float = 1e-15,
-                       check_linear: bool = True, warn_rank: bool = True) -> tuple[float, int]:
+                       check_linear: bool = True, warn_rank: bool = True, equilibrate: bool = False
+                       ) -> tuple[float, int]:
     """Set the output layer of ``net`` to the exact least-squares solution; returns (loss, rank).
 
     Solves min_w sum_g weight_g mean((A_g w + c_g)^2) + mu ||w||^2 by an SVD in the
-    network's dtype, dropping singular values below ``rcond * s_max``.
+    network's dtype, dropping singular values below ``rcond * s_max`` (of the columns
+    scaled to unit norm with ``equilibrate``, see :func:`least_squares`).
 
     Raises:
         ValueError: the rows are not linear in the output layer (a nonlinear equation:
@@ -82,10 +93,10 @@ def solve_output_layer(net: torch.nn.Module, groups: Sequence[RowGroup], *, mu: 
     if check_linear:
         linear_check(net, groups, R, A, w0)
     c = R - A @ w0
-    w, rank, _, _ = least_squares(A, -c, mu=mu, rcond=rcond)
+    w, rank, _, _ = least_squares(A, -c, mu=mu, rcond=rcond, equilibrate=equilibrate)
     if warn_rank and rank < A.shape[1]:
         warnings.warn(f"the output-layer system has numerical rank {rank} of {A.shape[1]} columns "
                       f"(rcond {rcond:g}); the solve keeps the minimum-norm solution", RankWarning, stacklevel=2)
     set_output(net, w)
-    loss = float(((A @ w + c) ** 2).sum()) + mu * float((w ** 2).sum())
+    loss = float(((A @ w + c) ** 2).sum()) + (0.0 if equilibrate else mu * float((w ** 2).sum()))
     return loss, rank

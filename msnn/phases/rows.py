@@ -180,9 +180,14 @@ def round_off(net: torch.nn.Module, x: torch.Tensor) -> float:
     the terms cancel; this measures it (in numpy's longdouble, see :func:`evaluate`;
     where that is float64 itself it measures nothing).
     """
-    with torch.no_grad():
-        f64 = net(x.detach()).cpu().numpy().astype(np.longdouble)
-    return float(np.sqrt(np.mean((f64 - evaluate(net, x)) ** 2)))
+    x = x.detach()
+    chunk = max(1024, 2 ** 22 // max(max(net.widths), 1))  # memory ~ points x units, in long double
+    total = 0.0
+    for s in range(0, x.shape[0], chunk):
+        with torch.no_grad():
+            f64 = net(x[s:s + chunk]).cpu().numpy().astype(np.longdouble)
+        total += float(np.sum((f64 - evaluate(net, x[s:s + chunk])) ** 2))
+    return math.sqrt(total / max(x.shape[0], 1))
 
 
 

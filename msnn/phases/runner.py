@@ -136,10 +136,12 @@ class NetworkTrainee(Trainee):
         return PhaseReport(phase.kind, phase.steps if phase.kind == "adam" else its, before, after, secs, stopped,
                            hist, None, its)
 
-    def solve_output(self, mu: float, rcond: float, *, warn_rank: bool = False) -> tuple[float, int]:
+    def solve_output(self, mu: float, rcond: float, *, warn_rank: bool = False,
+                     equilibrate: bool = False) -> tuple[float, int]:
         check = not self._checked
         self._checked = True
-        return solve_output_layer(self.net, self.groups, mu=mu, rcond=rcond, check_linear=check, warn_rank=warn_rank)
+        return solve_output_layer(self.net, self.groups, mu=mu, rcond=rcond, check_linear=check, warn_rank=warn_rank,
+                                  equilibrate=equilibrate)
 
     def check_linear(self) -> None:
         """Raise unless the rows are affine in the output layer (once per trainee)."""

@@ -118,7 +118,7 @@ def schedule_for(name_or_phases: str | Sequence, stage: int, *, adam_steps: int 
     """The phases of stage ``stage`` (0-based) under a named schedule or an explicit list.
 
     Args:
-        name_or_phases: "paper", "precision", a list of phases (every stage), or a list of
+        name_or_phases: "paper", "precision", "features", a list of phases (every stage), or a list of
             such lists (one per stage).
         stage: the stage index.
         adam_steps, lbfgs_steps: the paper schedule's budget for this stage.
@@ -134,6 +134,8 @@ def schedule_for(name_or_phases: str | Sequence, stage: int, *, adam_steps: int 
         if name_or_phases == "precision":
             mu = 1e-19 if stage == 0 else 1e-15
             return parse_schedule([("adam", 1000), ("vp-lm", precision_steps, {"mu": mu})])
+        if name_or_phases == "features":
+            return parse_schedule([("features",)])
         raise ValueError(f"unknown schedule {name_or_phases!r}; named schedules are {SCHEDULES}, "
                          "or give a list of phases")
     sched = list(name_or_phases)
