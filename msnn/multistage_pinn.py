@@ -112,7 +112,8 @@ class MultistagePINN(StagedFit):
             whose output layer is solved exactly on at least 3 n_features collocation
             points (no iteration; :mod:`msnn.phases.features`). Default: "paper" when
             ``adam_steps`` or ``lbfgs_steps`` is given; else "features" for a linear
-            equation in two or more dimensions, "precision" otherwise.
+            equation in two or more dimensions (unless ``widths``, ``precision_steps`` or
+            ``kappa_hat0`` is set, which shape trained stages), "precision" otherwise.
         precision_steps: the Levenberg-Marquardt iterations of the "precision" schedule
             (at most; it stops when the loss stops falling).
         n_features: the hidden width of a "features" stage (default 1000).
@@ -207,8 +208,10 @@ class MultistagePINN(StagedFit):
                              "precision is not reachable in a lower precision: errors stop near its epsilon)")
         self._widths = [integers(w, "widths", 1, nonempty=True) for w in per_stage(widths, n, "widths", nested=True)]
         if schedule is None:
+            trained = (any(tuple(w) != (20, 20, 20) for w in self._widths) or precision_steps != 300
+                       or self.kappa_hat0 is not None)  # set by hand: they shape trained stages
             schedule = "paper" if (adam_steps is not None or lbfgs_steps is not None) else (
-                "features" if problem.dim >= 2 and is_linear(problem) else "precision")
+                "features" if problem.dim >= 2 and not trained and is_linear(problem) else "precision")
         self._schedule = schedule
         self._n_features = 1000 if self.n_features is None else _count(self.n_features, "n_features", 1)
         if schedule == "features" and not is_linear(problem):
