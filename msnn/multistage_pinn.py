@@ -236,6 +236,10 @@ class MultistagePINN(StagedFit):
         for k, ph in enumerate(self._phases):
             self._adam[k] = sum(p.steps for p in ph if p.kind == "adam")
             self._lbfgs[k] = sum(p.steps for p in ph if p.kind == "lbfgs")
+        if self.n_features is not None and not any(p.kind == "features" for ph in self._phases for p in ph):
+            raise ValueError(f"n_features is the width of a 'features' stage, but the schedule is {schedule!r}: "
+                             "pass schedule='features' (the default only for a linear equation in two or more "
+                             "dimensions with widths, precision_steps and kappa_hat0 left alone)")
         self._lr = [positive_float(v, "lr") for v in per_stage(lr, n, "lr")]
         self._lr_schedule = per_stage(lr_schedule, n, "lr_schedule")
         for f in self._lr_schedule:

@@ -397,6 +397,10 @@ class MultistageRegressor(StagedFit):
             # or precision_steps set by hand ask for the trained networks of "precision"
             self._schedule = "features"
             self._phases = [schedule_for("features", k) for k in range(self._n)]
+        if self.n_features is not None and not any(p.kind == "features" for ph in self._phases for p in ph):
+            raise ValueError(f"n_features is the width of a 'features' stage, but this fit's schedule is "
+                             f"{self._schedule!r}: pass schedule='features' (in 1D, or with widths or "
+                             "precision_steps set, the default is 'precision')")
         xn = self._normalize_x(x)
         yn = y / self.y_scale_
         grid = _Grid(xn)

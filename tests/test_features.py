@@ -138,3 +138,20 @@ def test_features_on_a_nonlinear_equation_is_refused_before_training():
     assert MultistagePINN(bad, orders=[(2, 0), (0, 2)], progress=False)._schedule == "precision"
     with pytest.raises(ValueError, match="linear in u"):
         MultistagePINN(bad, orders=[(2, 0), (0, 2)], schedule="features", progress=False)
+
+
+def test_n_features_without_a_features_schedule_is_refused():
+    x = np.linspace(0, 1, 50)
+    with pytest.raises(ValueError, match="n_features is the width of a 'features' stage"):
+        MultistageRegressor(n_features=10, progress=False).fit(x, np.sin(x))
+    problem, _ = _poisson()
+    with pytest.raises(ValueError, match="n_features is the width of a 'features' stage"):
+        MultistagePINN(problem, orders=[(2, 0), (0, 2)], schedule="precision", n_features=10, progress=False)
+
+
+def test_a_features_stage_records_the_scales_it_tried():
+    x, _ = _grid(12)
+    reg = MultistageRegressor(n_stages=1, seed=0, progress=False).fit(x, _f(x))
+    tried = reg.stages_[0].phases[0]["tried"]
+    assert [d["fraction"] for d in tried] == list(FEATURE_LADDER)
+    assert all(d["score"] >= 0 and d["rank"] >= 1 for d in tried)

@@ -119,7 +119,5 @@ def _features(t, ph: Phase, bar, progress: bool, desc: str) -> PhaseReport:
         net.biases[0].copy_(b0)
     set_output(net, w)
     net.feature_scale = [float(v) for v in frac * k_res]
-    rep = PhaseReport("features", len(FEATURE_LADDER), before, loss, time.perf_counter() - t0,
-                      f"best of {len(FEATURE_LADDER)} scales: {frac:g} pi/h", history, rank)
-    rep.tried = tried
-    return rep
+    return PhaseReport("features", len(FEATURE_LADDER), before, loss, time.perf_counter() - t0,
+                       f"best of {len(FEATURE_LADDER)} scales: {frac:g} pi/h", history, rank, tried=tried)

@@ -100,7 +100,8 @@ class PhaseReport:
 
     ``history`` is the loss per step (Adam), evaluation (L-BFGS), re-solve (LSGD) or
     iteration (Levenberg-Marquardt); for the last two ``times`` holds the seconds
-    elapsed at each entry; ``step_losses`` is LSGD's loss at each of its Adam steps."""
+    elapsed at each entry; ``step_losses`` is LSGD's loss at each of its Adam steps;
+    ``tried``: the scales a "features" phase drew at, each with its loss, validation score and rank."""
 
     kind: str
     steps: int
@@ -113,9 +114,14 @@ class PhaseReport:
     extra_iterations: int = 0
     times: list = field(default_factory=list)
     step_losses: list = field(default_factory=list)
+    tried: list = field(default_factory=list)
 
     def summary(self) -> dict:
-        """The report without its history, for stage records and tables."""
-        return {"kind": self.kind, "steps": int(self.steps), "loss_before": float(self.loss_before),
-                "loss_after": float(self.loss_after), "seconds": float(self.seconds), "stopped": self.stopped,
-                "rank": self.rank}
+        """The report without its history, for stage records and tables ("features": with the
+        scales it tried, their loss and their validation score)."""
+        out = {"kind": self.kind, "steps": int(self.steps), "loss_before": float(self.loss_before),
+               "loss_after": float(self.loss_after), "seconds": float(self.seconds), "stopped": self.stopped,
+               "rank": self.rank}
+        if self.tried:
+            out["tried"] = [dict(d) for d in self.tried]
+        return out
