@@ -8,7 +8,7 @@ regression, random points for PINNs, between the samples in 1D), against the exa
 function, and split by region where the error is expected to gather (the outer band of
 the square, the interval's ends).
 
-    python benchmarks/beyond_1d.py                 # every case (about half an hour on one core)
+    python benchmarks/beyond_1d.py                 # every case (about ten minutes on one core)
     python benchmarks/beyond_1d.py reg40 poisson1  # some of them
 
 The table goes to stdout; ``benchmarks/beyond_1d.out.txt`` keeps the last full run.
@@ -17,7 +17,8 @@ Targets (one core, float64): 2D regression between the grid points <= 1e-12 in 5
 2D Poisson <= 1e-12 in 10 minutes and 2 GB; 1D with 600 samples over an interval of length
 5 <= 1e-12 between the samples, or a fit that stops at its best held-out error and says so;
 a target whose energy sits at a high frequency (sin(40 x) on [-1, 1]) not left tens of
-percent behind by stage 1.
+percent behind by stage 1. In 2D the default is the "features" schedule (drawn sine
+units, the output layer solved); the 1D cases marked schedule='features' ask for it.
 """
 from __future__ import annotations
 

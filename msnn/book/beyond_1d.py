@@ -37,6 +37,7 @@ CASES = {
     "sparse1d_f": "1D, {n} samples of exp(-x/4) sin(3x) on [0, 5], schedule='features'",
     "hf_tanh": "1D, {n} points of exp(x) / 2 + sin(40 x) on [-1, 1], first_stage='tanh' (the papers' start)",
     "hf_auto": "1D, {n} points of exp(x) / 2 + sin(40 x) on [-1, 1], defaults (stage 1 starts from the spectrum)",
+    "hf_f": "1D, {n} points of exp(x) / 2 + sin(40 x) on [-1, 1], schedule='features'",
 }
 
 # The quick profile: the same problems, small (sizes and the settings that bound the work).
@@ -50,7 +51,7 @@ _FULL = dict(reg=dict(n=None, fit={}), poisson=dict(n=41, fit={}), sparse=dict(n
 
 _KIND = dict(reg40="reg", reg64="reg", poisson1="poisson", poisson2="poisson", sparse1d="sparse", sparse1d_f="sparse",
              hf_tanh="hf",
-             hf_auto="hf")
+             hf_auto="hf", hf_f="hf")
 
 
 def _rms(e) -> float:
@@ -147,7 +148,8 @@ def run_case(name: str, profile: str = "full") -> dict:
             out = _line(np.linspace(0, 5, size), lambda x: np.exp(-x / 4) * np.sin(3 * x),
                         fit, lambda xm: (xm < 0.25) | (xm > 4.75))
         else:
-            fit = dict(P["hf"]["fit"], first_stage="tanh" if name == "hf_tanh" else "auto")
+            fit = (dict(schedule="features") if name == "hf_f" else
+                   dict(P["hf"]["fit"], first_stage="tanh" if name == "hf_tanh" else "auto"))
             out = _line(np.linspace(-1, 1, size), lambda x: 0.5 * np.exp(x) + np.sin(40 * x), fit,
                         lambda xm: np.abs(xm) > 0.9)
     out["title"] = CASES[name].format(n=size)

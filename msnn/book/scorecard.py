@@ -319,7 +319,9 @@ def render_scorecard(root: str) -> str:
         out.append(
             f"| {_chapter_link(slug, docs)} | `{_md(run.get('profile', data.get('profile', '-')))}` "
             f"| {_md(data.get('device', '-'))} | {_md(data.get('machine') or '-')} | {_md(data.get('torch', '-'))} "
-            f"| {_md(run.get('seed', '-'))} | {_duration(run.get('wall_seconds'))} | {_md(run.get('finished', '-'))} |")
+            f"| {_md(run.get('seed', '-'))} | {_duration(run.get('wall_seconds'))}"
+            f"{' (resumed from stage checkpoints: this run only)' if run.get('resumed') else ''} "
+            f"| {_md(run.get('finished', '-'))} |")
     walls = [d.get("run", {}).get("wall_seconds") for d in claims.values()]
     walls = [w for w in walls if isinstance(w, (int, float))]
     if len(walls) > 1:
