@@ -499,7 +499,7 @@ class MultistagePINN(StagedFit):
                           lr_schedule=self._lr_schedule[k], progress=self.progress)
         gamma, source = self._gamma(k, eps, est.eps_r, run_kwargs)
         # steps 5-6: the ansatz u_k^(c) = u_(k-1)^(c) + eps_k u_k(x; kappa_k), earlier stages frozen
-        drawn = any(ph.kind == "features" for ph in self._phases[k])
+        drawn = self._drawn(k)
         if drawn:  # one hidden layer of sine units, drawn by the "features" phase
             net = self.model_.add_stage(eps, widths=(self._n_features,), first_activation="sin", seed=self._seed + k,
                                         init=self.init)
@@ -556,15 +556,18 @@ class MultistagePINN(StagedFit):
     def _part_of(self, rec, net, xt):
         return None
 
+    def _drawn(self, k: int) -> bool:
+        """Whether stage k is a "features" stage (drawn sine units, see :mod:`msnn.phases.features`)."""
+        return any(ph.kind == "features" for ph in self._phases[k])
+
     def _second_order(self, k: int, net, run, gamma: float, gamma_g: float, kappa_hat) -> list:
         """The least-squares / Gauss-Newton phases of stage k (:func:`msnn.pinn_stage.second_order_phases`)."""
         return second_order_phases(self.problem, self.model_, k, net, run, self._phases[k], gamma_g=gamma_g,
                                    kappa_hat=kappa_hat, n_collocation=self._n_c[k], seed=self._seed,
                                    named_schedule=self._schedule == "precision",
                                    validation_grid=self._validation_grid(
-                                       FEATURES_GRID_MAX if net.first_activation == "sin" and len(net.widths) == 1
-                                       and any(ph.kind == "features" for ph in self._phases[k])
-                                       else VALIDATION_GRID_MAX), progress=self.progress)
+                                       FEATURES_GRID_MAX if self._drawn(k) else VALIDATION_GRID_MAX),
+                                   progress=self.progress)
 
     # ------------------------------------------------------------ results
     def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:

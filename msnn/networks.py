@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["StageNetwork", "FourierFeatureNetwork", "xavier_std", "kappa_from_hat", "stage_forward"]
+__all__ = ["StageNetwork", "FourierFeatureNetwork", "xavier_std", "kappa_from_hat", "stage_forward", "points_per_chunk"]
 
 _ACTIVATIONS = ("tanh", "sin")
 
@@ -48,6 +48,15 @@ def kappa_from_hat(kappa_hat: ArrayLike, fan_in: int, fan_out: int):
         fan_in, fan_out: shape of the first layer, which fixes Var = 2/(fan_in+fan_out).
     """
     return torch.as_tensor(kappa_hat, dtype=torch.float64) / xavier_std(fan_in, fan_out)
+
+
+def points_per_chunk(nets, budget: int, least: int, most: int | None = None) -> int:
+    """How many points to evaluate at once so that points x (widest hidden layer) stays near
+    ``budget`` (memory grows with both), clamped to [least, most]; ``nets`` may hold objects
+    without ``widths`` (they count as width 1)."""
+    widest = max((max(n.widths) for n in nets if hasattr(n, "widths")), default=1)
+    chunk = max(least, budget // max(widest, 1))
+    return chunk if most is None else min(most, chunk)
 
 
 def stage_forward(h, params: Sequence, first_activation: str, *, affine, sin=torch.sin, tanh=torch.tanh):

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ._common import as_points, resolve_device
-from .networks import StageNetwork
+from .networks import StageNetwork, points_per_chunk
 
 __all__ = ["grad", "gradient", "laplacian", "PINNProblem", "StagedSolution", "RAR",
            "sample_collocation"]
@@ -258,8 +258,7 @@ class StagedSolution(nn.Module):
 
     def _chunk(self) -> int:
         """Points per evaluation: 65536, fewer for wide stages (memory ~ points x units)."""
-        widest = max((max(net.widths) for net in self.stages), default=1)
-        return min(65536, max(1024, 2 ** 24 // widest))
+        return points_per_chunk(self.stages, 2 ** 24, 1024, 65536)
 
     def predict(self, x: ArrayLike, n_stages: int | None = None) -> np.ndarray:
         """u^(c) at points x (numpy or torch, shape (N, d)) as a float64 numpy array."""

@@ -43,7 +43,7 @@ from numpy.typing import ArrayLike
 import torch
 from torch import nn
 
-from .networks import xavier_std
+from .networks import points_per_chunk, xavier_std
 from ._common import as_points
 from .pinn import RAR, PINNProblem, StagedSolution, gradient, sample_collocation
 from .spectrum import dominant_frequency, dominant_frequency_2d
@@ -213,9 +213,7 @@ def _residual_chunks(problem: PINNProblem, model: nn.Module | Callable, x: torch
     if chunk is None:
         # 8192 points at a time, fewer for wide stages (a 1000-unit "features" stage keeps
         # ~20 activations of points x units alive through a second derivative)
-        widest = max((max(net.widths) for net in getattr(model, "stages", []) or [] if hasattr(net, "widths")),
-                     default=1)
-        chunk = min(8192, max(256, 2 ** 20 // widest))
+        chunk = points_per_chunk(getattr(model, "stages", None) or [], 2 ** 20, 256, 8192)
     outs = []
     for s in range(0, x.shape[0], chunk):
         xi = x[s:s + chunk].detach().requires_grad_(True)

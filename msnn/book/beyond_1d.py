@@ -142,9 +142,9 @@ def run_case(name: str, profile: str = "full") -> dict:
             out = _poisson(lambda x: np.exp(x[:, 0] * x[:, 1]) * np.sin(x[:, 0] + x[:, 1]), _poisson2_source,
                            size, P["poisson"]["fit"])
         elif name in ("sparse1d", "sparse1d_f"):
-            fit = dict(P["sparse"]["fit"], **({"schedule": "features"} if name == "sparse1d_f" else {}))
-            if name == "sparse1d_f":
-                fit.pop("precision_steps", None)
+            fit = P["sparse"]["fit"]
+            if name == "sparse1d_f":  # the same fit by drawn features (no Gauss-Newton steps to set)
+                fit = {k: v for k, v in fit.items() if k != "precision_steps"} | {"schedule": "features"}
             out = _line(np.linspace(0, 5, size), lambda x: np.exp(-x / 4) * np.sin(3 * x),
                         fit, lambda xm: (xm < 0.25) | (xm > 4.75))
         else:

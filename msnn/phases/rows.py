@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..networks import stage_forward
+from ..networks import points_per_chunk, stage_forward
 
 __all__ = ["RowGroup", "ROUND_OFF_FLOOR", "MAX_JACOBIAN_BYTES", "stage_params", "forward_with", "scaled_rows",
            "check_jacobian_size", "rows_jacobian", "set_output", "get_output", "hidden_params", "output_layer_norm",
@@ -181,7 +181,7 @@ def round_off(net: torch.nn.Module, x: torch.Tensor) -> float:
     where that is float64 itself it measures nothing).
     """
     x = x.detach()
-    chunk = max(1024, 2 ** 22 // max(max(net.widths), 1))  # memory ~ points x units, in long double
+    chunk = points_per_chunk([net], 2 ** 22, 1024)  # memory ~ points x units, in long double
     total = 0.0
     for s in range(0, x.shape[0], chunk):
         with torch.no_grad():
